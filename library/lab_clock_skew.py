@@ -1,0 +1,174 @@
+#!/usr/bin/python
+"""Ansible module lab_clock_skew: shift the wall clock (CLOCK_REALTIME) of one running Go process (etcd)."""
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: lab_clock_skew
+short_description: Shift the wall clock of one running etcd (Go) process by patching its vDSO
+description:
+  - Makes C(clock_gettime(CLOCK_REALTIME)) and C(CLOCK_REALTIME_COARSE) in one running process return the
+    real time plus O(offset) seconds. Other processes, the host clock and the process's monotonic clock
+    (Raft ticks, election and lease timers) are not touched.
+  - Works like Chaos Mesh's TimeChaos. It attaches to every thread with ptrace, maps one page in the
+    target, writes a replacement C(clock_gettime) there, and patches the vDSO entry with a jump to it.
+    O(state=absent) writes the original bytes back.
+  - Covers Go programs on x86_64, which read the clock through the vDSO (etcd, static or cgo builds).
+    C(gettimeofday), C(time) and direct system calls are not shifted.
+  - Idempotent. The offset is read back from the target, so the task reports a change only when the
+    offset in the process differs. Applying a new offset over an existing one only rewrites the offset.
+  - The change lasts as long as the process does. A restarted process runs on the real clock until the
+    offset is applied again.
+  - Needs root (ptrace and C(/proc/PID/mem) of another process) on the host that runs the process.
+version_added: "1.0.0"
+author: etcd split-brain lab developers
+options:
+  pid:
+    description: Pid of the target process. Exactly one of O(pid) and O(pidfile) is required.
+    type: int
+  pidfile:
+    description: File that holds the pid of the target process.
+    type: path
+  offset:
+    description:
+      - Seconds to add to the wall clock. Can be negative or fractional (nanosecond precision).
+      - With O(state=present), C(0) keeps the hook installed but with no offset. Use O(state=absent) to
+        remove the hook.
+    type: float
+    default: 0
+  state:
+    description: V(present) applies O(offset). V(absent) restores the original C(clock_gettime).
+    type: str
+    choices: [present, absent]
+    default: present
+  expect_comm:
+    description:
+      - Process name (C(/proc/PID/comm)) the target must have. This guards against a stale pid file whose
+        pid now belongs to another program.
+      - Set to an empty string to skip the check. The target must still be a Go program.
+    type: str
+    default: etcd
+attributes:
+  check_mode:
+    support: full
+    details: Reads the current offset from the target and reports what would change, without attaching.
+  diff_mode:
+    support: none
+notes:
+  - x86_64 only. Other architectures fail with a clear message.
+  - To give short-lived tools on the same node (C(date)) the same offset, use libfaketime. The lab's
+    C(./lab exec) reads the offset that the C(fault_clock_skew) role records.
+seealso:
+  - name: Chaos Mesh TimeChaos
+    description: The technique this module re-implements.
+    link: https://chaos-mesh.org/docs/simulate-time-chaos-on-kubernetes/
+"""
+
+EXAMPLES = r"""
+- name: Clock skew | Run etcd-0 90 seconds ahead
+  lab_clock_skew:
+    pidfile: "{{ lab_state_dir }}/nodes/etcd-0/etcd.pid"
+    offset: 90
+
+- name: Clock skew | Run a process 2.5 seconds behind, whatever its name
+  lab_clock_skew:
+    pid: 4242
+    offset: -2.5
+    expect_comm: ""
+
+- name: Clock skew | Put etcd-0 back on the real clock
+  lab_clock_skew:
+    pidfile: "{{ lab_state_dir }}/nodes/etcd-0/etcd.pid"
+    state: absent
+"""
+
+RETURN = r"""
+pid:
+  description: Pid of the target process.
+  returned: always
+  type: int
+  sample: 4242
+offset:
+  description: Offset in seconds that is active after the task. Null when the hook is absent.
+  returned: always
+  type: float
+  sample: 90.0
+previous_offset:
+  description: Offset in seconds that was active before the task. Null when the process was not skewed.
+  returned: always
+  type: float
+  sample: null
+action:
+  description:
+    - What was done, or what would be done in check mode.
+    - V(hook) installs a new hook. V(delta) rewrites the offset of an existing hook. V(restore) writes the
+      original bytes back. V(none) changes nothing.
+  returned: always
+  type: str
+  sample: hook
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.vdso_clock import ClockSkewError, apply, undo
+
+
+def read_pidfile(path: str) -> int:
+    """Pid from a pid file; raises ClockSkewError with a one-line message."""
+    try:
+        with open(path) as f:
+            text = f.read().strip()
+    except FileNotFoundError:
+        raise ClockSkewError(f"pid file {path} does not exist (is the process running?)") from None
+    except OSError as e:
+        raise ClockSkewError(f"cannot read pid file {path}: {e.strerror}") from None
+    try:
+        pid = int(text.split()[0])
+    except (ValueError, IndexError):
+        raise ClockSkewError(f"pid file {path} does not hold a pid: {text[:40]!r}") from None
+    if pid <= 0:
+        raise ClockSkewError(f"pid file {path} holds an invalid pid {pid}")
+    return pid
+
+
+def run(params: dict, check_mode: bool) -> dict:
+    """Do the work of the module; returns the result dict, raises ClockSkewError."""
+    pid = params["pid"] if params["pid"] is not None else read_pidfile(params["pidfile"])
+    if pid <= 0:
+        raise ClockSkewError(f"invalid pid {pid}")
+    comm = params["expect_comm"] or None
+    if params["state"] == "present":
+        res = apply(pid, params["offset"], expect_comm=comm, check_mode=check_mode)
+    else:
+        res = undo(pid, expect_comm=comm, check_mode=check_mode)
+    return {
+        "changed": res["changed"],
+        "pid": pid,
+        "offset": res["offset"],
+        "previous_offset": res["previous_offset"],
+        "action": res["action"],
+    }
+
+
+def main() -> None:
+    module = AnsibleModule(
+        argument_spec={
+            "pid": {"type": "int"},
+            "pidfile": {"type": "path"},
+            "offset": {"type": "float", "default": 0},
+            "state": {"type": "str", "choices": ["present", "absent"], "default": "present"},
+            "expect_comm": {"type": "str", "default": "etcd"},
+        },
+        required_one_of=[("pid", "pidfile")],
+        mutually_exclusive=[("pid", "pidfile")],
+        supports_check_mode=True,
+    )
+    try:
+        result = run(module.params, module.check_mode)
+    except ClockSkewError as e:
+        module.fail_json(msg=str(e))
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()
