@@ -1,0 +1,326 @@
+#!/usr/bin/python
+"""Ansible module lab_plan: check the lab's settings and compute its layout (names, addresses, URLs)."""
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: lab_plan
+short_description: Check the split-brain lab's settings and compute its layout
+description:
+  - Validates the lab-wide settings (member count, platform, subnet, which members are cut off and which
+    one is forced into a cluster of its own) and computes every name, address and URL the lab uses.
+  - With O(state_file) and O(load=true), reads the layout that setup saved, so that later playbooks
+    (status, recover, teardown) act on the lab that exists rather than on the current defaults.
+  - Never changes anything on the host; it only reads the network interfaces to check the subnet.
+version_added: "1.0.0"
+author: etcd split-brain lab developers
+options:
+  platform:
+    description: Platform the lab runs on.
+    type: str
+    choices: [local, kind]
+    default: local
+  members:
+    description: Number of etcd members.
+    type: int
+    default: 3
+  allow_even_size:
+    description: Accept an even member count (odd sizes are one of the lab's lessons).
+    type: bool
+    default: false
+  name:
+    description: Short name that prefixes the lab's namespaces, bridge and veth interfaces.
+    type: str
+    default: sblab
+  subnet:
+    description:
+      - IPv4 subnet of the lab bridge, at least a /28. The host side of the bridge takes the first address,
+        members take the 11th, 12th, ...
+    type: str
+    default: 198.18.213.0/24
+  isolated_members:
+    description:
+      - Members cut off from the others on the peer port. Empty means the default minority, the last
+        floor((N-1)/2) members (the last one of three, the last two of five).
+    type: list
+    elements: str
+    default: []
+  forced_member:
+    description: The isolated member restarted with --force-new-cluster. Empty means the last isolated member.
+    type: str
+    default: ""
+  check_subnet:
+    description: Fail when the subnet overlaps an address already configured on this host (outside the lab).
+    type: bool
+    default: true
+  state_file:
+    description: Path of the lab's saved layout (lab.json).
+    type: path
+  load:
+    description:
+      - Read the layout from O(state_file) instead of computing it. Fails when the file does not exist,
+        unless O(missing_ok=true).
+    type: bool
+    default: false
+  missing_ok:
+    description: With O(load=true), return C(exists=false) instead of failing when there is no saved layout.
+    type: bool
+    default: false
+attributes:
+  check_mode:
+    support: full
+"""
+
+EXAMPLES = r"""
+- name: Plan | Check the settings and compute the layout
+  lab_plan:
+    members: 5
+    subnet: 198.18.213.0/24
+  register: lab_plan_result
+
+- name: Plan | Read the layout of the lab that setup built
+  lab_plan:
+    state_file: "{{ lab_state_dir }}/lab.json"
+    load: true
+    missing_ok: true
+  register: lab_plan_result
+"""
+
+RETURN = r"""
+exists:
+  description: Whether a layout is returned (false only with O(load) and O(missing_ok) and no saved layout).
+  returned: always
+  type: bool
+plan:
+  description: The lab's layout.
+  returned: when exists
+  type: dict
+  contains:
+    name: {description: The lab's name prefix., type: str, sample: sblab}
+    platform: {description: The platform., type: str, sample: local}
+    subnet: {description: The bridge subnet., type: str, sample: 198.18.213.0/24}
+    prefixlen: {description: Prefix length of the subnet., type: int, sample: 24}
+    bridge: {description: Name of the bridge on the host., type: str, sample: sblab0}
+    bridge_ip: {description: Host-side address on the bridge., type: str, sample: 198.18.213.1}
+    initial_cluster: {description: The --initial-cluster value., type: str}
+    isolated: {description: Names of the members cut off on the peer port., type: list, sample: [etcd-2]}
+    majority: {description: Names of the members on the other side., type: list, sample: [etcd-0, etcd-1]}
+    forced: {description: Name of the member forced into a cluster of its own., type: str, sample: etcd-2}
+    members:
+      description: One entry per member.
+      type: list
+      elements: dict
+      sample:
+        - name: etcd-0
+          index: 0
+          ip: 198.18.213.11
+          netns: sblab-etcd-0
+          veth_host: sblab-h0
+          veth_node: sblab-n0
+          client_url: http://198.18.213.11:2379
+          peer_url: http://198.18.213.11:2380
+          isolated: false
+          forced: false
+"""
+
+import ipaddress
+import json
+import os
+import re
+import subprocess
+
+from ansible.module_utils.basic import AnsibleModule
+
+MIN_MEMBERS = 3
+MAX_MEMBERS = 7
+NAME_RE = re.compile(r"^[a-z][a-z0-9]{0,5}$")
+FIRST_MEMBER_HOST = 11
+
+
+class PlanError(ValueError):
+    """A setting is wrong; the message is one line that names it."""
+
+
+def default_isolated(names: list[str]) -> list[str]:
+    """The default minority: the last floor((N-1)/2) members."""
+    return names[len(names) - (len(names) - 1) // 2 :]
+
+
+def check_size(members: int, allow_even: bool) -> None:
+    if members < MIN_MEMBERS or members > MAX_MEMBERS:
+        raise PlanError(
+            f"lab_members={members} is out of range: the lab builds {MIN_MEMBERS} to {MAX_MEMBERS} members"
+        )
+    if members % 2 == 0 and not allow_even:
+        raise PlanError(
+            f"lab_members={members} is even: an even cluster tolerates no more failures than the odd one "
+            f"below it ({members - 1}); use an odd size, or -e lab_allow_even_size=true to build it anyway"
+        )
+
+
+def parse_subnet(subnet: str) -> ipaddress.IPv4Network:
+    try:
+        net = ipaddress.ip_network(subnet, strict=True)
+    except ValueError as exc:
+        raise PlanError(f"lab_subnet={subnet!r} is not a valid IPv4 network: {exc}") from None
+    if not isinstance(net, ipaddress.IPv4Network):
+        raise PlanError(f"lab_subnet={subnet!r} must be an IPv4 network")
+    if net.prefixlen > 28:
+        raise PlanError(f"lab_subnet={subnet!r} is too small: use a /28 or larger")
+    return net
+
+
+def host_networks() -> list[tuple[str, ipaddress.IPv4Interface]]:
+    """IPv4 addresses configured on this host's interfaces, from `ip -j addr`."""
+    out = subprocess.run(
+        ["ip", "-j", "-4", "addr", "show"], capture_output=True, text=True, check=True
+    ).stdout
+    found = []
+    for link in json.loads(out or "[]"):
+        for addr in link.get("addr_info", []):
+            if addr.get("family") == "inet":
+                found.append(
+                    (link["ifname"], ipaddress.IPv4Interface(f"{addr['local']}/{addr['prefixlen']}"))
+                )
+    return found
+
+
+def check_clash(net: ipaddress.IPv4Network, bridge: str, networks) -> None:
+    for ifname, iface in networks:
+        if ifname == bridge or iface.ip.is_loopback:
+            continue
+        if iface.network.overlaps(net):
+            raise PlanError(
+                f"lab_subnet={net} clashes with {iface} on interface {ifname}: "
+                f"choose another, e.g. -e lab_subnet=198.18.214.0/24"
+            )
+
+
+def build_plan(
+    *,
+    platform: str,
+    members: int,
+    allow_even: bool,
+    name: str,
+    subnet: str,
+    isolated: list[str],
+    forced: str,
+) -> dict:
+    if not NAME_RE.match(name):
+        raise PlanError(
+            f"lab_name={name!r} must be 1 to 6 lower-case letters or digits, starting with a letter"
+        )
+    check_size(members, allow_even)
+    net = parse_subnet(subnet)
+    hosts = list(net.hosts())
+    if len(hosts) < FIRST_MEMBER_HOST + members:
+        raise PlanError(f"lab_subnet={subnet} is too small for {members} members")
+    names = [f"etcd-{i}" for i in range(members)]
+    isolated = list(isolated) or default_isolated(names)
+    unknown = [m for m in isolated if m not in names]
+    if unknown:
+        raise PlanError(
+            f"lab_isolated_members names unknown members {unknown}: members are {', '.join(names)}"
+        )
+    if len(isolated) * 2 >= members:
+        raise PlanError(
+            f"lab_isolated_members={isolated} is not a minority of {members}: the cut-off side must be "
+            f"smaller than the side that keeps the quorum"
+        )
+    forced = forced or isolated[-1]
+    if forced not in isolated:
+        raise PlanError(f"lab_forced_member={forced!r} must be one of the isolated members {isolated}")
+    entries = []
+    for i, member in enumerate(names):
+        ip = str(hosts[FIRST_MEMBER_HOST - 1 + i])
+        entries.append(
+            {
+                "name": member,
+                "index": i,
+                "ip": ip,
+                "netns": f"{name}-{member}",
+                "veth_host": f"{name}-h{i}",
+                "veth_node": f"{name}-n{i}",
+                "client_url": f"http://{ip}:2379",
+                "peer_url": f"http://{ip}:2380",
+                "isolated": member in isolated,
+                "forced": member == forced,
+            }
+        )
+    return {
+        "name": name,
+        "platform": platform,
+        "subnet": str(net),
+        "prefixlen": net.prefixlen,
+        "bridge": f"{name}0",
+        "bridge_ip": str(hosts[0]),
+        "initial_cluster": ",".join(f"{e['name']}={e['peer_url']}" for e in entries),
+        "isolated": isolated,
+        "majority": [m for m in names if m not in isolated],
+        "forced": forced,
+        "members": entries,
+    }
+
+
+def load_plan(path: str) -> dict | None:
+    if not os.path.exists(path):
+        return None
+    with open(path, encoding="utf-8") as handle:
+        try:
+            return json.load(handle)
+        except ValueError as exc:
+            raise PlanError(f"{path} is not valid JSON ({exc}): run ./teardown.sh, then ./setup.sh") from None
+
+
+def run_module() -> None:
+    module = AnsibleModule(
+        argument_spec={
+            "platform": {"type": "str", "default": "local", "choices": ["local", "kind"]},
+            "members": {"type": "int", "default": 3},
+            "allow_even_size": {"type": "bool", "default": False},
+            "name": {"type": "str", "default": "sblab"},
+            "subnet": {"type": "str", "default": "198.18.213.0/24"},
+            "isolated_members": {"type": "list", "elements": "str", "default": []},
+            "forced_member": {"type": "str", "default": ""},
+            "check_subnet": {"type": "bool", "default": True},
+            "state_file": {"type": "path"},
+            "load": {"type": "bool", "default": False},
+            "missing_ok": {"type": "bool", "default": False},
+        },
+        required_if=[("load", True, ["state_file"])],
+        supports_check_mode=True,
+    )
+    p = module.params
+    try:
+        if p["load"]:
+            plan = load_plan(p["state_file"])
+            if plan is None:
+                if p["missing_ok"]:
+                    module.exit_json(changed=False, exists=False)
+                module.fail_json(
+                    msg=f"No lab is set up here ({p['state_file']} does not exist): run ./setup.sh"
+                )
+            module.exit_json(changed=False, exists=True, plan=plan)
+        plan = build_plan(
+            platform=p["platform"],
+            members=p["members"],
+            allow_even=p["allow_even_size"],
+            name=p["name"],
+            subnet=p["subnet"],
+            isolated=p["isolated_members"],
+            forced=p["forced_member"],
+        )
+        if p["check_subnet"] and p["platform"] == "local":
+            check_clash(ipaddress.ip_network(plan["subnet"]), plan["bridge"], host_networks())
+    except PlanError as exc:
+        module.fail_json(msg=str(exc))
+    module.exit_json(changed=False, exists=True, plan=plan)
+
+
+def main() -> None:
+    run_module()
+
+
+if __name__ == "__main__":
+    main()

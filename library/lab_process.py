@@ -1,0 +1,266 @@
+#!/usr/bin/python
+"""Ansible module lab_process: run a detached process (optionally in a network namespace) by pid file."""
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: lab_process
+short_description: Start and stop a detached process by pid file, optionally inside a network namespace
+description:
+  - Starts a long-running process detached from Ansible (its own session, stdin from /dev/null, stdout and
+    stderr appended to a log file) and records its pid in a pid file.
+  - Idempotent. A process that is already running with the same command line is left alone; one running
+    with a different command line is stopped and started again.
+  - Stopping sends SIGTERM, waits up to O(stop_timeout) seconds for the process to exit (an isolated etcd
+    leader can take seconds), then sends SIGKILL and waits again.
+  - A pid file whose process is gone, or whose pid now belongs to another program, is treated as stopped.
+version_added: "1.0.0"
+author: etcd split-brain lab developers
+options:
+  argv:
+    description: Command and arguments, without any shell. Required with O(state=started).
+    type: list
+    elements: str
+  pidfile:
+    description: Path of the pid file.
+    type: path
+    required: true
+  logfile:
+    description: Log file that receives stdout and stderr (appended). Required with O(state=started).
+    type: path
+  netns:
+    description: Name of a network namespace (C(ip netns)) to run the process in.
+    type: str
+  env:
+    description: Extra environment variables for the process.
+    type: dict
+    default: {}
+  state:
+    description: Whether the process should be running.
+    type: str
+    choices: [started, stopped]
+    default: started
+  stop_timeout:
+    description: Seconds to wait after SIGTERM before SIGKILL.
+    type: float
+    default: 15
+  start_grace:
+    description: Seconds the new process must stay alive for the start to count as successful.
+    type: float
+    default: 1
+attributes:
+  check_mode:
+    support: full
+"""
+
+EXAMPLES = r"""
+- name: Start | Run etcd-0 inside its namespace
+  lab_process:
+    argv: [/usr/bin/etcd, --name, etcd-0, --data-dir, /srv/lab/etcd-0/data]
+    netns: sblab-etcd-0
+    pidfile: /srv/lab/etcd-0/etcd.pid
+    logfile: /srv/lab/etcd-0/etcd.log
+
+- name: Stop | Stop etcd-0, killing it after 20 s
+  lab_process:
+    pidfile: /srv/lab/etcd-0/etcd.pid
+    state: stopped
+    stop_timeout: 20
+"""
+
+RETURN = r"""
+pid:
+  description: Pid of the running process; null when stopped.
+  returned: always
+  type: int
+  sample: 12345
+previous_pid:
+  description: Pid that was running before the task, if any.
+  returned: always
+  type: int
+killed:
+  description: Whether SIGKILL was needed to stop the process.
+  returned: when a process was stopped
+  type: bool
+log_tail:
+  description: Last lines of the log file when the process exited right after starting.
+  returned: on failure to start
+  type: str
+"""
+
+import os
+import signal
+import subprocess
+import time
+
+from ansible.module_utils.basic import AnsibleModule
+
+
+def read_pid(pidfile: str) -> int | None:
+    try:
+        with open(pidfile, encoding="ascii") as handle:
+            return int(handle.read().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def cmdline(pid: int) -> list[str] | None:
+    """The process's argv, or None when it is gone (zombies count as gone)."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as handle:
+            if handle.read().rsplit(")", 1)[1].split()[0] == "Z":
+                return None
+        with open(f"/proc/{pid}/cmdline", "rb") as handle:
+            raw = handle.read()
+    except (OSError, IndexError):
+        return None
+    return [part.decode(errors="replace") for part in raw.split(b"\0")[:-1]]
+
+
+def running_pid(pidfile: str, expected_cmd: str | None = None) -> tuple[int | None, list[str] | None]:
+    """The pid from the pid file if that process is alive (and runs expected_cmd, when given)."""
+    pid = read_pid(pidfile)
+    if pid is None:
+        return None, None
+    argv = cmdline(pid)
+    if not argv:
+        return None, None
+    if expected_cmd and os.path.basename(argv[0]) != os.path.basename(expected_cmd):
+        return None, None
+    return pid, argv
+
+
+def wait_gone(pid: int, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cmdline(pid) is None:
+            return True
+        time.sleep(0.05)
+    return cmdline(pid) is None
+
+
+def stop(pid: int, timeout: float) -> bool:
+    """SIGTERM, wait, SIGKILL. Returns whether SIGKILL was needed."""
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return False
+    if wait_gone(pid, timeout):
+        return False
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        return False
+    if not wait_gone(pid, 10):
+        raise RuntimeError(f"process {pid} did not exit even after SIGKILL")
+    return True
+
+
+def tail(path: str, lines: int = 20) -> str:
+    try:
+        with open(path, encoding="utf-8", errors="replace") as handle:
+            return "".join(handle.readlines()[-lines:])
+    except OSError:
+        return ""
+
+
+def spawn(argv: list[str], netns: str | None, logfile: str, env: dict) -> int:
+    full = (["ip", "netns", "exec", netns] if netns else []) + argv
+    os.makedirs(os.path.dirname(logfile) or ".", exist_ok=True)
+    environ = dict(os.environ)
+    environ.update({k: str(v) for k, v in env.items()})
+    with open(logfile, "ab") as log, open(os.devnull, "rb") as devnull:
+        # `ip netns exec` enters the namespace and execs the command in the same process, so the pid we
+        # record is the program's own pid.
+        proc = subprocess.Popen(
+            full, stdin=devnull, stdout=log, stderr=subprocess.STDOUT, env=environ, start_new_session=True
+        )
+    return proc.pid
+
+
+def write_pidfile(pidfile: str, pid: int) -> None:
+    os.makedirs(os.path.dirname(pidfile) or ".", exist_ok=True)
+    tmp = f"{pidfile}.tmp"
+    with open(tmp, "w", encoding="ascii") as handle:
+        handle.write(f"{pid}\n")
+    os.replace(tmp, pidfile)
+
+
+def remove_pidfile(pidfile: str) -> None:
+    try:
+        os.unlink(pidfile)
+    except FileNotFoundError:
+        pass
+
+
+def run_module() -> None:
+    module = AnsibleModule(
+        argument_spec={
+            "argv": {"type": "list", "elements": "str"},
+            "pidfile": {"type": "path", "required": True},
+            "logfile": {"type": "path"},
+            "netns": {"type": "str"},
+            "env": {"type": "dict", "default": {}},
+            "state": {"type": "str", "default": "started", "choices": ["started", "stopped"]},
+            "stop_timeout": {"type": "float", "default": 15},
+            "start_grace": {"type": "float", "default": 1},
+        },
+        required_if=[("state", "started", ["argv", "logfile"])],
+        supports_check_mode=True,
+    )
+    p = module.params
+    argv = p["argv"]
+    pid, current = running_pid(p["pidfile"], argv[0] if argv else None)
+    result = {"changed": False, "pid": pid, "previous_pid": pid}
+
+    if p["state"] == "stopped":
+        if pid is None:
+            if not module.check_mode:
+                remove_pidfile(p["pidfile"])
+            module.exit_json(**result)
+        result.update(changed=True, pid=None)
+        if not module.check_mode:
+            try:
+                result["killed"] = stop(pid, p["stop_timeout"])
+            except RuntimeError as exc:
+                module.fail_json(msg=str(exc), **result)
+            remove_pidfile(p["pidfile"])
+        module.exit_json(**result)
+
+    if pid is not None and current == argv:
+        module.exit_json(**result)
+    result["changed"] = True
+    if module.check_mode:
+        module.exit_json(**result)
+    if pid is not None:
+        result["killed"] = stop(pid, p["stop_timeout"])
+    if p["netns"] and not os.path.exists(f"/run/netns/{p['netns']}"):
+        module.fail_json(msg=f"Network namespace {p['netns']} does not exist: set up the lab platform first")
+    try:
+        new_pid = spawn(argv, p["netns"], p["logfile"], p["env"])
+    except OSError as exc:
+        module.fail_json(msg=f"Cannot start {argv[0]}: {exc.strerror}", **result)
+    write_pidfile(p["pidfile"], new_pid)
+    deadline = time.monotonic() + p["start_grace"]
+    while time.monotonic() < deadline:
+        if cmdline(new_pid) is None:
+            break
+        time.sleep(0.05)
+    if cmdline(new_pid) is None:
+        remove_pidfile(p["pidfile"])
+        module.fail_json(
+            msg=f"{os.path.basename(argv[0])} exited right after starting; see {p['logfile']}",
+            log_tail=tail(p["logfile"]),
+            **result,
+        )
+    result["pid"] = new_pid
+    module.exit_json(**result)
+
+
+def main() -> None:
+    run_module()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,63 @@
+#!/usr/bin/env python3
+"""Exit 0 when some key under a prefix holds different values on the fork and on the majority side.
+
+Reads both sides with plain `etcdctl get --prefix -w json` (one endpoint per side), so what it reports is
+exactly what a learner would see. Prints the first differing key; exits 1 while the sides still agree and 2
+when a side cannot be read.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import os
+import subprocess
+import sys
+
+
+def read_side(etcdctl: str, endpoints: str, prefix: str) -> dict[str, str]:
+    env = dict(os.environ, ETCDCTL_API="3")
+    proc = subprocess.run(
+        [etcdctl, f"--endpoints={endpoints}", "--command-timeout=3s", "get", prefix, "--prefix", "-w", "json"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=15,
+    )
+    if proc.returncode != 0:
+        raise RuntimeError(f"{endpoints}: {proc.stderr.strip()}")
+    kvs = json.loads(proc.stdout).get("kvs", [])
+    return {base64.b64decode(kv["key"]).decode(): base64.b64decode(kv.get("value", "")).decode() for kv in kvs}
+
+
+def first_conflict(fork: dict[str, str], majority: dict[str, str]) -> str | None:
+    for key in sorted(fork.keys() & majority.keys()):
+        if fork[key] != majority[key]:
+            return key
+    return None
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--etcdctl", required=True)
+    parser.add_argument("--prefix", required=True)
+    parser.add_argument("--fork", required=True, help="client URL of the forked member")
+    parser.add_argument("--majority", required=True, help="client URL(s) of the majority side, comma-separated")
+    args = parser.parse_args()
+    try:
+        fork = read_side(args.etcdctl, args.fork, args.prefix)
+        majority = read_side(args.etcdctl, args.majority.split(",")[0], args.prefix)
+    except (RuntimeError, subprocess.TimeoutExpired, ValueError) as exc:
+        print(f"cannot read a side: {exc}", file=sys.stderr)
+        return 2
+    key = first_conflict(fork, majority)
+    if key is None:
+        print(f"no conflict yet under {args.prefix} ({len(fork)} keys on the fork, {len(majority)} on the majority)")
+        return 1
+    print(f"{key}: fork has {fork[key]!r}, majority has {majority[key]!r}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
