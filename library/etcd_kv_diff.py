@@ -1,0 +1,430 @@
+#!/usr/bin/python
+# Copyright: etcd split-brain lab contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Ansible module etcd_kv_diff: compare the key spaces of two etcd endpoints in bounded memory."""
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: etcd_kv_diff
+short_description: Compare the key spaces of two etcd endpoints (keys only on one side, conflicts)
+description:
+  - Walks the key space of two endpoints (optionally under O(prefix)) in key order with paginated
+    ranges (C(/v3/kv/range) with C(limit); the next page starts after the last key) and merge-joins
+    the two sorted streams, so memory stays bounded by the page size even for millions of keys.
+    Both sides are fetched concurrently, each page prefetched while the previous one is compared.
+  - Each side is read at one revision (the revision of its first page), so the comparison is of two
+    consistent snapshots even while writes go on.
+  - Reports counts, and lists of keys only on the left, only on the right, and conflicting keys
+    (both values and both mod revisions). The lists in the result are cut to O(max_items); the
+    JSON report written to O(report_path) holds them all.
+  - Keys and values are shown as UTF-8 text when they are valid UTF-8, otherwise as base64 with
+    C(key_base64) / C(value_base64) set.
+  - By default reads are serializable (answered from the member's own data, no leader needed), so
+    both sides of a split, and a member that lost its leader, can be compared.
+  - Changes nothing in etcd. RV(changed) is true only when the report file was written with new
+    content.
+version_added: "1.0.0"
+author:
+  - etcd split-brain lab contributors
+options:
+  endpoints:
+    description:
+      - Exactly two client URLs, left then right, C(http(s)://HOST:PORT).
+    type: list
+    elements: str
+    required: true
+  prefix:
+    description:
+      - Compare only keys starting with this prefix. Empty compares the whole key space.
+    type: str
+    default: ""
+  page_size:
+    description:
+      - Keys per range request.
+    type: int
+    default: 5000
+  max_items:
+    description:
+      - Maximum number of entries per list in the module result (the report file has them all).
+    type: int
+    default: 50
+  report_path:
+    description:
+      - Write the full comparison as JSON to this file (atomically). Not written in check mode.
+    type: path
+  serializable:
+    description:
+      - Use serializable reads (the member's local data, works without a leader). With false,
+        reads are linearizable and fail on a member without a leader.
+    type: bool
+    default: true
+  timeout:
+    description:
+      - Seconds to wait for each HTTP request to an endpoint (connect and each read).
+    type: float
+    default: 5.0
+  ca_file:
+    description:
+      - PEM file of the CA that signed the members' server certificates (https endpoints).
+      - When omitted, the system trust store is used.
+    type: path
+  cert_file:
+    description:
+      - PEM client certificate, for members started with C(--client-cert-auth).
+      - Requires O(key_file).
+    type: path
+  key_file:
+    description:
+      - PEM private key of O(cert_file).
+    type: path
+  validate_certs:
+    description:
+      - Verify the members' server certificates and host names. Turn off only in a lab.
+    type: bool
+    default: true
+attributes:
+  check_mode:
+    support: full
+    description: Compares as usual but does not write O(report_path).
+  diff_mode:
+    support: none
+notes:
+  - The ranges need the read permission on the compared keys when etcd authentication is on
+    (this module does not log in; etcd auth tokens are not supported).
+"""
+
+EXAMPLES = r"""
+- name: Recover | Find the writes that only the forked member accepted
+  etcd_kv_diff:
+    endpoints:
+      - http://198.18.213.11:2379   # authoritative side
+      - http://198.18.213.13:2379   # forked member
+    prefix: /app/
+    report_path: "{{ lab_state_dir }}/reports/kv-diff.json"
+  register: etcd_diff
+
+- name: Recover | Show the conflicts
+  ansible.builtin.debug:
+    msg: "{{ etcd_diff.conflicts }}"
+"""
+
+RETURN = r"""
+left:
+  description: Left side, C(endpoint), C(revision) it was read at, C(keys) compared.
+  returned: always
+  type: dict
+right:
+  description: Right side, as RV(left).
+  returned: always
+  type: dict
+counts:
+  description: C(only_left), C(only_right), C(conflicts), C(identical).
+  returned: always
+  type: dict
+  sample: {only_left: 0, only_right: 8, conflicts: 1, identical: 4}
+only_left:
+  description:
+    - Keys only on the left (key, key_base64, value, value_base64, mod_revision, create_revision,
+      version).
+  returned: always
+  type: list
+  elements: dict
+only_right:
+  description: Keys only on the right, as RV(only_left).
+  returned: always
+  type: list
+  elements: dict
+conflicts:
+  description: Keys on both sides with different values; C(left) and C(right) hold value and mod_revision.
+  returned: always
+  type: list
+  elements: dict
+truncated:
+  description: Whether any list in the result was cut to O(max_items).
+  returned: always
+  type: bool
+identical:
+  description: Whether both key spaces (under the prefix) are the same.
+  returned: always
+  type: bool
+report_path:
+  description: The JSON report written, or null.
+  returned: always
+  type: str
+"""
+
+import base64
+import hashlib
+import json
+import os
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.etcd_client import (
+    ETCD_COMMON_ARGUMENT_SPEC,
+    EtcdError,
+    client_from_params,
+    decode_value,
+    make_ssl_context,
+    prefix_range_end,
+    validate_endpoint,
+)
+
+
+class RangeWalker:
+    """Yields (key bytes, value base64 str, kv dict) of one endpoint in key order, page by page.
+
+    The next page is requested in a background thread as soon as the current one arrives.
+    """
+
+    def __init__(self, client, start, end, page_size, serializable):
+        self.client = client
+        self.start = start
+        self.end = end
+        self.page_size = page_size
+        self.serializable = serializable
+        self.revision = 0
+        self.count = 0
+        self.pool = ThreadPoolExecutor(max_workers=1)
+
+    def _fetch(self, start):
+        data = self.client.range(
+            start, self.end, limit=self.page_size, revision=self.revision, serializable=self.serializable
+        ).data
+        return data
+
+    def __iter__(self):
+        try:
+            data = self._fetch(self.start)
+            self.revision = int(data.get("header", {}).get("revision", 0))
+            while True:
+                kvs = data.get("kvs") or []
+                pending = None
+                if data.get("more") and kvs:
+                    next_start = base64.b64decode(kvs[-1]["key"]) + b"\x00"
+                    pending = self.pool.submit(self._fetch, next_start)
+                for kv in kvs:
+                    self.count += 1
+                    yield base64.b64decode(kv["key"]), kv.get("value", ""), kv
+                if pending is None:
+                    return
+                data = pending.result()
+        finally:
+            self.pool.shutdown(wait=True)
+
+
+def _entry(key, kv):
+    text, is_b64 = decode_value(key)
+    value, v_b64 = decode_value(base64.b64decode(kv.get("value", "")))
+    return {
+        "key": text,
+        "key_base64": is_b64,
+        "value": value,
+        "value_base64": v_b64,
+        "mod_revision": int(kv.get("mod_revision", 0)),
+        "create_revision": int(kv.get("create_revision", 0)),
+        "version": int(kv.get("version", 0)),
+    }
+
+
+def _conflict(key, lkv, rkv):
+    text, is_b64 = decode_value(key)
+    out = {"key": text, "key_base64": is_b64}
+    for side, kv in (("left", lkv), ("right", rkv)):
+        value, v_b64 = decode_value(base64.b64decode(kv.get("value", "")))
+        out[side] = {
+            "value": value,
+            "value_base64": v_b64,
+            "mod_revision": int(kv.get("mod_revision", 0)),
+            "create_revision": int(kv.get("create_revision", 0)),
+            "version": int(kv.get("version", 0)),
+        }
+    return out
+
+
+class Sink:
+    """Keeps the first max_items entries in memory and streams all of them to a temp file."""
+
+    def __init__(self, max_items, directory):
+        self.max_items = max_items
+        self.items = []
+        self.count = 0
+        self.file = None
+        if directory is not None:
+            self.file = tempfile.TemporaryFile(mode="w+", dir=directory)  # noqa: SIM115
+
+    def add(self, entry):
+        if self.count < self.max_items:
+            self.items.append(entry)
+        if self.file is not None:
+            self.file.write(("," if self.count else "") + json.dumps(entry, sort_keys=True) + "\n")
+        self.count += 1
+
+    def copy_to(self, out):
+        self.file.seek(0)
+        for block in iter(lambda: self.file.read(1 << 20), ""):
+            out.write(block)
+
+    def close(self):
+        if self.file is not None:
+            self.file.close()
+
+
+def compare(left, right, sinks):
+    """Merge-join two sorted walkers into the sinks; returns the identical count."""
+    only_left, only_right, conflicts = sinks
+    identical = 0
+    li, ri = iter(left), iter(right)
+    lcur, rcur = next(li, None), next(ri, None)
+    while lcur is not None or rcur is not None:
+        if rcur is None or (lcur is not None and lcur[0] < rcur[0]):
+            only_left.add(_entry(lcur[0], lcur[2]))
+            lcur = next(li, None)
+        elif lcur is None or rcur[0] < lcur[0]:
+            only_right.add(_entry(rcur[0], rcur[2]))
+            rcur = next(ri, None)
+        else:
+            if lcur[1] != rcur[1]:
+                conflicts.add(_conflict(lcur[0], lcur[2], rcur[2]))
+            else:
+                identical += 1
+            lcur, rcur = next(li, None), next(ri, None)
+    return identical
+
+
+def check_params(params):
+    endpoints = params.get("endpoints") or []
+    if len(endpoints) != 2:
+        raise EtcdError(f"endpoints needs exactly two client URLs, left and right (got {len(endpoints)})")
+    for e in endpoints:
+        validate_endpoint(e)
+    if params["page_size"] < 1 or params["page_size"] > 100000:
+        raise EtcdError("page_size must be between 1 and 100000")
+    if params["max_items"] < 0:
+        raise EtcdError("max_items must not be negative")
+    if params.get("report_path"):
+        directory = os.path.dirname(os.path.abspath(params["report_path"]))
+        if not os.path.isdir(directory):
+            raise EtcdError(f"Directory {directory} for report_path does not exist")
+    if any(e.startswith("https") for e in endpoints):
+        make_ssl_context(
+            params.get("ca_file"),
+            params.get("cert_file"),
+            params.get("key_file"),
+            params.get("validate_certs", True),
+        )
+    return [e.strip().rstrip("/") for e in endpoints]
+
+
+def run(params, check_mode=False):
+    endpoints = check_params(params)
+    prefix = (params.get("prefix") or "").encode("utf-8")
+    start, end = (prefix, prefix_range_end(prefix)) if prefix else (b"\x00", b"\x00")
+    report_path = params.get("report_path")
+    write_report = bool(report_path) and not check_mode
+    directory = os.path.dirname(os.path.abspath(report_path)) if write_report else None
+    sinks = [Sink(params["max_items"], directory) for _ in range(3)]
+    clients = [client_from_params(e, params) for e in endpoints]
+    try:
+        walkers = [RangeWalker(c, start, end, params["page_size"], params["serializable"]) for c in clients]
+        identical = compare(walkers[0], walkers[1], sinks)
+        only_left, only_right, conflicts = sinks
+        sides = [
+            {"endpoint": e, "revision": w.revision, "keys": w.count}
+            for e, w in zip(endpoints, walkers, strict=True)
+        ]
+        counts = {
+            "only_left": only_left.count,
+            "only_right": only_right.count,
+            "conflicts": conflicts.count,
+            "identical": identical,
+        }
+        result = {
+            "changed": False,
+            "left": sides[0],
+            "right": sides[1],
+            "prefix": params.get("prefix") or "",
+            "counts": counts,
+            "identical": not (only_left.count or only_right.count or conflicts.count),
+            "only_left": only_left.items,
+            "only_right": only_right.items,
+            "conflicts": conflicts.items,
+            "truncated": any(s.count > len(s.items) for s in sinks),
+            "report_path": report_path if write_report else None,
+        }
+        if write_report:
+            result["changed"] = write_report_file(report_path, result, sinks)
+        return result
+    finally:
+        for c in clients:
+            c.close()
+        for s in sinks:
+            s.close()
+
+
+def write_report_file(path, result, sinks):
+    """Write the full report atomically; return True when the content changed."""
+    directory = os.path.dirname(os.path.abspath(path))
+    head = {k: result[k] for k in ("left", "right", "prefix", "counts", "identical")}
+    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".part", dir=directory)
+    try:
+        with os.fdopen(fd, "w") as out:
+            out.write("{\n" + json.dumps(head, sort_keys=True)[1:-1] + ",\n")
+            for i, (name, sink) in enumerate(
+                zip(("only_left", "only_right", "conflicts"), sinks, strict=True)
+            ):
+                out.write(f'"{name}": [\n')
+                sink.copy_to(out)
+                out.write("]" + (",\n" if i < 2 else "\n"))
+            out.write("}\n")
+            out.flush()
+            os.fsync(out.fileno())
+        if os.path.exists(path) and _sha(path) == _sha(tmp):
+            os.unlink(tmp)
+            return False
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+        return True
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def _sha(path):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def argument_spec():
+    spec = {
+        "endpoints": {"type": "list", "elements": "str", "required": True},
+        "prefix": {"type": "str", "default": ""},
+        "page_size": {"type": "int", "default": 5000},
+        "max_items": {"type": "int", "default": 50},
+        "report_path": {"type": "path"},
+        "serializable": {"type": "bool", "default": True},
+    }
+    spec.update(ETCD_COMMON_ARGUMENT_SPEC)
+    return spec
+
+
+def main():
+    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
+    try:
+        result = run(module.params, module.check_mode)
+    except EtcdError as exc:
+        module.fail_json(msg=str(exc), changed=False)
+    except OSError as exc:
+        module.fail_json(msg=f"Cannot write the report: {exc}", changed=False)
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,466 @@
+#!/usr/bin/python
+# Copyright: etcd split-brain lab contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Ansible module etcd_member: list, add, remove and promote etcd members, guarding quorum."""
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: etcd_member
+short_description: List, add, remove and promote etcd cluster members without losing quorum
+description:
+  - Manages the membership of an etcd cluster through the v3 JSON gateway
+    (C(/v3/cluster/member/list|add|remove|promote)).
+  - O(state=list) only reads. O(state=present) adds a member by O(name) and O(peer_urls) (as a
+    learner with O(learner=true)); O(state=absent) removes a member by O(name) or O(id);
+    O(state=promoted) promotes a learner to a voter. All are idempotent.
+  - The module acts through the first endpoint that follows a leader, and judges the members'
+    health from every endpoint given; a member counts as a I(healthy voter) only when one of its
+    client URLs (from the member list or O(endpoints)) answers and follows the same leader.
+    Members that answer but follow another leader (a forked member) do not count.
+  - It refuses a change that would leave the cluster without quorum unless O(force=true) is given.
+    Removing a voter is refused when the healthy voters left would be fewer than the new quorum;
+    adding or promoting a voter is refused when the healthy voters (the new one not counted unless
+    it already answers) could not meet the new quorum. Learners never count towards quorum.
+  - A member is matched by name, or, before it has started (when it has no name yet), by its
+    peer URLs.
+version_added: "1.0.0"
+author:
+  - etcd split-brain lab contributors
+options:
+  endpoints:
+    description:
+      - Client URLs of members to talk to, C(http(s)://HOST:PORT). Give every member's URL so the
+        quorum check sees every healthy member.
+    type: list
+    elements: str
+    required: true
+  state:
+    description:
+      - C(list) reads the member list and changes nothing.
+      - C(present) makes sure a member named O(name) with O(peer_urls) exists.
+      - C(absent) makes sure the member O(name) or O(id) does not exist.
+      - C(promoted) makes sure the member O(name) or O(id) is a voter.
+    type: str
+    choices: [list, present, absent, promoted]
+    default: list
+  name:
+    description:
+      - Member name (C(--name) of the member). Required for O(state=present) unless the member is
+        matched by O(peer_urls) only.
+    type: str
+  id:
+    description:
+      - Member id in hex as C(etcdctl member list --hex) prints it. Alternative to O(name) for
+        O(state=absent) and O(state=promoted).
+    type: str
+  peer_urls:
+    description:
+      - Peer URLs of the member to add, required with O(state=present).
+    type: list
+    elements: str
+  learner:
+    description:
+      - Add the member as a non-voting learner (etcd 3.4+). Promote it later with O(state=promoted).
+    type: bool
+    default: false
+  force:
+    description:
+      - Make the change even when the quorum check refuses it. Read the refusal first.
+    type: bool
+    default: false
+  timeout:
+    description:
+      - Seconds to wait for each HTTP request to an endpoint (connect and each read).
+    type: float
+    default: 5.0
+  ca_file:
+    description:
+      - PEM file of the CA that signed the members' server certificates (https endpoints).
+      - When omitted, the system trust store is used.
+    type: path
+  cert_file:
+    description:
+      - PEM client certificate, for members started with C(--client-cert-auth).
+      - Requires O(key_file).
+    type: path
+  key_file:
+    description:
+      - PEM private key of O(cert_file).
+    type: path
+  validate_certs:
+    description:
+      - Verify the members' server certificates and host names. Turn off only in a lab.
+    type: bool
+    default: true
+attributes:
+  check_mode:
+    support: full
+    description: Reads the member list and health, runs the quorum check, and reports what would change.
+  diff_mode:
+    support: none
+notes:
+  - After adding a member, start it with C(--initial-cluster-state existing), the returned
+    RV(initial_cluster) and an empty data dir.
+  - etcd itself also refuses unsafe reconfigurations (C(--strict-reconfig-check), on by default);
+    O(force=true) only skips this module's check, not etcd's.
+"""
+
+EXAMPLES = r"""
+- name: Members | List
+  etcd_member:
+    endpoints: "{{ etcd_client_urls }}"
+  register: etcd_members
+
+- name: Recover | Remove the forked member from the majority
+  etcd_member:
+    endpoints: [http://198.18.213.11:2379, http://198.18.213.12:2379]
+    name: etcd-2
+    state: absent
+
+- name: Recover | Add it back as a learner
+  etcd_member:
+    endpoints: [http://198.18.213.11:2379, http://198.18.213.12:2379]
+    name: etcd-2
+    peer_urls: [http://198.18.213.13:2380]
+    learner: true
+    state: present
+  register: etcd_added
+
+- name: Recover | Promote it once it has caught up
+  etcd_member:
+    endpoints: "{{ etcd_client_urls }}"
+    name: etcd-2
+    state: promoted
+  register: etcd_promote
+  until: etcd_promote is succeeded
+  retries: 10
+  delay: 3
+"""
+
+RETURN = r"""
+members:
+  description: The member list after the change (before it in check mode).
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    id: {description: Member id in hex., type: str}
+    name: {description: Member name; empty until the member has started., type: str}
+    peer_urls: {description: Peer URLs., type: list}
+    client_urls: {description: Client URLs; empty until the member has started., type: list}
+    is_learner: {description: Whether the member is a learner., type: bool}
+    started: {description: Whether the member has started (has a name or client URLs)., type: bool}
+    healthy: {description: Whether it answers and follows the acting endpoint's leader., type: bool}
+member:
+  description: The member added, removed or promoted (as it was before removal).
+  returned: when O(state) is not C(list) and the member exists or was added
+  type: dict
+action:
+  description: What was done or would be done, C(none), C(add), C(remove) or C(promote).
+  returned: always
+  type: str
+quorum:
+  description: Voters, healthy voters and quorum before and after the change.
+  returned: always
+  type: dict
+  sample: {voters_before: 3, voters_after: 2, healthy_voters_after: 2, quorum_after: 2, safe: true}
+endpoint:
+  description: The endpoint the change was sent through.
+  returned: always
+  type: str
+initial_cluster:
+  description: C(--initial-cluster) value for starting an added member (name=peer_url,...).
+  returned: when O(state=present)
+  type: str
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.etcd_client import (
+    ETCD_COMMON_ARGUMENT_SPEC,
+    EtcdError,
+    client_from_params,
+    hex_to_id,
+    id_to_hex,
+    make_ssl_context,
+    parallel_map,
+    parse_member,
+    quorum,
+    validate_endpoint,
+)
+
+
+def _norm(url):
+    return url.strip().rstrip("/").lower()
+
+
+def probe(endpoint, params):
+    """(endpoint, status dict or None, member list or None, error)."""
+    try:
+        with client_from_params(endpoint, params) as client:
+            status = client.status().data
+            members = client.member_list().data
+        return endpoint, status, members, None
+    except EtcdError as exc:
+        return endpoint, None, None, str(exc)
+
+
+def gather(params):
+    """Probe every endpoint; choose the acting endpoint; mark members healthy. Raises EtcdError."""
+    results = parallel_map(lambda e: probe(e, params), params["endpoints"])
+    acting = next((r for r in results if r[1] and r[1].get("leader", "0") not in ("0", None)), None)
+    if acting is None:
+        errors = "; ".join(r[3] or f"{r[0]} has no leader" for r in results)
+        raise EtcdError(f"No endpoint follows a leader, so membership cannot be changed or trusted: {errors}")
+    leader = acting[1]["leader"]
+    members = [parse_member(m) for m in acting[2].get("members", [])]
+    # A member is healthy when an endpoint answering as that member id follows the same leader.
+    healthy_ids = {
+        id_to_hex(r[1]["header"]["member_id"]) for r in results if r[1] and r[1].get("leader") == leader
+    }
+    # Members whose client URLs were not among the endpoints: probe them too (they are in the list).
+    given = {_norm(e) for e in params["endpoints"]}
+    extra = []
+    for m in members:
+        if m["id"] in healthy_ids or not m["client_urls"]:
+            continue
+        if any(_norm(u) in given for u in m["client_urls"]):
+            continue
+        extra.append(m["client_urls"][0])
+    if extra:
+        for r in parallel_map(lambda e: probe(e, params), extra):
+            if r[1] and r[1].get("leader") == leader:
+                healthy_ids.add(id_to_hex(r[1]["header"]["member_id"]))
+    for m in members:
+        m["healthy"] = m["id"] in healthy_ids
+    return acting[0], members
+
+
+def find_member(members, name=None, member_id=None, peer_urls=None):
+    if member_id:
+        wanted = id_to_hex(hex_to_id(member_id))
+        return next((m for m in members if m["id"] == wanted), None)
+    if name:
+        found = next((m for m in members if m["name"] == name), None)
+        if found:
+            return found
+    if peer_urls:
+        wanted = {_norm(u) for u in peer_urls}
+        return next((m for m in members if {_norm(u) for u in m["peer_urls"]} == wanted), None)
+    return None
+
+
+def quorum_check(members, action, target=None):
+    """Return a dict describing quorum before/after; 'safe' False when the change would lose it."""
+    voters = [m for m in members if not m["is_learner"]]
+    healthy = [m for m in voters if m["healthy"]]
+    info = {
+        "voters_before": len(voters),
+        "healthy_voters_before": len(healthy),
+        "quorum_before": quorum(len(voters)) if voters else 0,
+    }
+    if action == "remove":
+        if target["is_learner"]:
+            after, healthy_after = len(voters), len(healthy)
+        else:
+            after = len(voters) - 1
+            healthy_after = len([m for m in healthy if m["id"] != target["id"]])
+    elif action in ("add", "promote"):
+        after = len(voters) + 1
+        healthy_after = len(healthy) + (1 if target is not None and target.get("healthy") else 0)
+    else:
+        after, healthy_after = len(voters), len(healthy)
+    info["voters_after"] = after
+    info["healthy_voters_after"] = healthy_after
+    info["quorum_after"] = quorum(after) if after else 0
+    info["safe"] = after > 0 and healthy_after >= info["quorum_after"]
+    return info
+
+
+def initial_cluster(members, name, peer_urls):
+    parts = []
+    for m in members:
+        member_name = m["name"] or (
+            name if {_norm(u) for u in m["peer_urls"]} == {_norm(u) for u in peer_urls} else ""
+        )
+        if not member_name:
+            continue
+        parts += [f"{member_name}={u}" for u in m["peer_urls"]]
+    return ",".join(parts)
+
+
+def check_params(params):
+    for e in params["endpoints"] or []:
+        validate_endpoint(e)
+    if not params["endpoints"]:
+        raise EtcdError("endpoints is empty: give the members' client URLs, e.g. http://127.0.0.1:2379")
+    state = params["state"]
+    if state == "present":
+        if not params.get("peer_urls"):
+            raise EtcdError("state=present needs peer_urls (the new member's --initial-advertise-peer-urls)")
+        if not params.get("name"):
+            raise EtcdError("state=present needs name (the new member's --name)")
+    if state in ("absent", "promoted") and not (params.get("name") or params.get("id")):
+        raise EtcdError(f"state={state} needs name or id of the member")
+    if params.get("id"):
+        hex_to_id(params["id"])
+    for url in params.get("peer_urls") or []:
+        try:
+            validate_endpoint(url)
+        except EtcdError as exc:
+            raise EtcdError(str(exc).replace("Endpoint", "Peer URL")) from None
+    if any(e.startswith("https") for e in params["endpoints"]):
+        make_ssl_context(
+            params.get("ca_file"),
+            params.get("cert_file"),
+            params.get("key_file"),
+            params.get("validate_certs", True),
+        )
+
+
+def refuse(info, what):
+    return EtcdError(
+        f"Refusing to {what}: afterwards {info['healthy_voters_after']} healthy voter(s) of "
+        f"{info['voters_after']} could not meet the quorum of {info['quorum_after']}, and the cluster would "
+        "stop accepting writes. Bring members back first, or set force=true if you know why this is safe."
+    )
+
+
+def run(params, check_mode=False):
+    check_params(params)
+    state = params["state"]
+    endpoint, members = gather(params)
+    result = {"changed": False, "action": "none", "endpoint": endpoint, "warnings": []}
+    name, member_id, peer_urls = params.get("name"), params.get("id"), params.get("peer_urls")
+
+    if state == "list":
+        result["members"] = members
+        result["quorum"] = quorum_check(members, "none")
+        return result
+
+    if state == "present":
+        target = find_member(members, name=name, peer_urls=peer_urls)
+        result["initial_cluster"] = initial_cluster(members, name, peer_urls)
+        if target is not None:
+            if {_norm(u) for u in target["peer_urls"]} != {_norm(u) for u in peer_urls}:
+                raise EtcdError(
+                    f"Member {name} exists with peer URLs {', '.join(target['peer_urls'])}, not "
+                    f"{', '.join(peer_urls)}: remove it first (state=absent) to re-add it with new URLs"
+                )
+            if target["is_learner"] and not params["learner"]:
+                result["warnings"].append(
+                    f"{name} exists as a learner; use state=promoted to make it a voter"
+                )
+            result["member"] = target
+            result["members"] = members
+            result["quorum"] = quorum_check(members, "none")
+            return result
+        action = "add"
+        info = quorum_check(members, "none" if params["learner"] else "add", None)
+        if not params["learner"] and not info["safe"] and not params["force"]:
+            raise refuse(info, f"add voter {name}")
+        result.update(action=action, changed=True, quorum=info)
+        planned = {
+            "id": None,
+            "name": name,
+            "peer_urls": list(peer_urls),
+            "client_urls": [],
+            "is_learner": bool(params["learner"]),
+            "started": False,
+            "healthy": False,
+        }
+        result["initial_cluster"] = initial_cluster([*members, {**planned, "name": ""}], name, peer_urls)
+        if check_mode:
+            result["member"] = planned
+            result["members"] = members
+            return result
+        with client_from_params(endpoint, params) as client:
+            reply = client.member_add(peer_urls, is_learner=params["learner"]).data
+        added = parse_member(reply.get("member", {}))
+        added["healthy"] = False
+        result["member"] = added
+        result["members"] = [parse_member(m) | {"healthy": False} for m in reply.get("members", [])]
+        known = {m["id"]: m["healthy"] for m in members}
+        for m in result["members"]:
+            m["healthy"] = known.get(m["id"], False)
+        return result
+
+    target = find_member(members, name=name, member_id=member_id)
+    who = name or member_id
+    if state == "absent":
+        if target is None:
+            result["members"] = members
+            result["quorum"] = quorum_check(members, "none")
+            return result
+        info = quorum_check(members, "remove", target)
+        if not info["safe"] and not params["force"]:
+            raise refuse(info, f"remove {who}")
+        result.update(action="remove", changed=True, quorum=info, member=target)
+        if check_mode:
+            result["members"] = members
+            return result
+        with client_from_params(endpoint, params) as client:
+            reply = client.member_remove(hex_to_id(target["id"])).data
+        known = {m["id"]: m["healthy"] for m in members}
+        result["members"] = [parse_member(m) for m in reply.get("members", [])]
+        for m in result["members"]:
+            m["healthy"] = known.get(m["id"], False)
+        return result
+
+    # promoted
+    if target is None:
+        known = ", ".join(m["name"] or m["id"] for m in members)
+        raise EtcdError(f"No member {who} in the cluster (members: {known})")
+    if not target["is_learner"]:
+        result.update(member=target, members=members, quorum=quorum_check(members, "none"))
+        return result
+    info = quorum_check(members, "promote", target)
+    if not info["safe"] and not params["force"]:
+        raise refuse(info, f"promote {who}")
+    result.update(action="promote", changed=True, quorum=info, member=target)
+    if check_mode:
+        result["members"] = members
+        return result
+    with client_from_params(endpoint, params) as client:
+        reply = client.member_promote(hex_to_id(target["id"])).data
+    known = {m["id"]: m["healthy"] for m in members}
+    result["members"] = [parse_member(m) for m in reply.get("members", [])]
+    for m in result["members"]:
+        m["healthy"] = known.get(m["id"], False)
+    result["member"] = next((m for m in result["members"] if m["id"] == target["id"]), target)
+    return result
+
+
+def argument_spec():
+    spec = {
+        "endpoints": {"type": "list", "elements": "str", "required": True},
+        "state": {"type": "str", "default": "list", "choices": ["list", "present", "absent", "promoted"]},
+        "name": {"type": "str"},
+        "id": {"type": "str"},
+        "peer_urls": {"type": "list", "elements": "str"},
+        "learner": {"type": "bool", "default": False},
+        "force": {"type": "bool", "default": False},
+    }
+    spec.update(ETCD_COMMON_ARGUMENT_SPEC)
+    return spec
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=argument_spec(),
+        supports_check_mode=True,
+        mutually_exclusive=[("name", "id")],
+    )
+    try:
+        result = run(module.params, module.check_mode)
+    except EtcdError as exc:
+        module.fail_json(msg=str(exc), changed=False)
+    warnings = result.pop("warnings", [])
+    for w in warnings:
+        module.warn(w)
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()
