@@ -144,8 +144,12 @@ def validate_endpoint(url):
         port = parts.port
     except ValueError as exc:
         raise EtcdError(f"Endpoint '{url}' is not a valid URL: {exc}", url, "url") from None
+    if not parts.scheme:
+        raise EtcdError(
+            f"Endpoint '{url}' has no scheme: write it as http://HOST:PORT or https://HOST:PORT", url, "url"
+        )
     if parts.scheme not in ("http", "https"):
-        shown = parts.scheme or "none"
+        shown = parts.scheme
         raise EtcdError(
             f"Endpoint '{url}' has scheme '{shown}': only http:// and https:// client URLs are supported",
             url,

@@ -84,7 +84,7 @@ def make_tls_files(directory):
 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
 
     def key():
         return ec.generate_private_key(ec.SECP256R1())
@@ -371,3 +371,20 @@ def tls_files():
         yield make_tls_files(directory)
     finally:
         shutil.rmtree(directory, ignore_errors=True)
+
+
+def run_module(module, args, check_mode=False):
+    """Run a module's main() in-process as Ansible would; return its JSON result (failed or not)."""
+    import contextlib
+    import io
+    import json
+
+    from ansible.module_utils.testing import patch_module_args
+
+    args = dict(args)
+    if check_mode:
+        args["_ansible_check_mode"] = True
+    out = io.StringIO()
+    with patch_module_args(args), contextlib.redirect_stdout(out), contextlib.suppress(SystemExit):
+        module.main()
+    return json.loads(out.getvalue())

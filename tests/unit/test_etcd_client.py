@@ -1,0 +1,174 @@
+"""module_utils/etcd_client.py: URL validation, ids, clock offset, encodings, error mapping."""
+
+from __future__ import annotations
+
+import base64
+import email.utils
+
+import pytest
+from ansible.module_utils import etcd_client as ec
+
+GOOD_URLS = [
+    ("http://127.0.0.1:2379", ("http", "127.0.0.1", 2379)),
+    ("https://etcd-0.example:2379/", ("https", "etcd-0.example", 2379)),
+    ("http://[::1]:2379", ("http", "::1", 2379)),
+    ("  http://127.0.0.1:2379  ", ("http", "127.0.0.1", 2379)),
+]
+
+
+@pytest.mark.parametrize(("url", "expected"), GOOD_URLS)
+def test_validate_endpoint_accepts(url, expected):
+    assert ec.validate_endpoint(url) == expected
+
+
+BAD_URLS = [
+    ("", "is not a URL"),
+    (None, "is not a URL"),
+    ("127.0.0.1:2379", "has no scheme"),
+    ("etcd-0", "has no scheme"),
+    ("unix:///run/etcd.sock", "has scheme 'unix'"),
+    ("grpc://127.0.0.1:2379", "has scheme 'grpc'"),
+    ("http://127.0.0.1", "has no port"),
+    ("http://127.0.0.1:0", "has port 0"),
+    ("http://127.0.0.1:70000", "not a valid URL"),
+    ("http://127.0.0.1:abc", "not a valid URL"),
+    ("http:///x", "has no host"),
+    ("http://127.0.0.1:2379/v3/kv/range", "without a path"),
+    ("http://127.0.0.1:2379?x=1", "without a path"),
+]
+
+
+@pytest.mark.parametrize(("url", "message"), BAD_URLS)
+def test_validate_endpoint_rejects(url, message):
+    with pytest.raises(ec.EtcdError) as err:
+        ec.validate_endpoint(url)
+    assert message in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("10276657743932975437", "8e9e05c52164694d"),  # etcd's default single-member id
+        (185828541645115251, "2943212f5e2cf73"),
+        ("0", None),
+        (None, None),
+        ("", None),
+    ],
+)
+def test_id_to_hex_matches_etcdctl(value, expected):
+    assert ec.id_to_hex(value) == expected
+
+
+@pytest.mark.parametrize("text", ["8e9e05c52164694d", "0x8E9E05C52164694D", " 8e9e05c52164694d "])
+def test_hex_to_id(text):
+    assert ec.hex_to_id(text) == 10276657743932975437
+
+
+@pytest.mark.parametrize("text", ["zz", "0", "1" * 17])
+def test_hex_to_id_rejects(text):
+    with pytest.raises(ec.EtcdError):
+        ec.hex_to_id(text)
+
+
+@pytest.mark.parametrize(
+    ("prefix", "end"),
+    [(b"/app/", b"/app0"), (b"a", b"b"), (b"a\xff", b"b"), (b"\xff\xff", b"\x00")],
+)
+def test_prefix_range_end_like_etcdctl(prefix, end):
+    assert ec.prefix_range_end(prefix) == end
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        (b"hello", ("hello", False)),
+        ("é".encode(), ("é", False)),
+        (b"\xff\x00", ("/wA=", True)),
+        (b"", ("", False)),
+    ],
+)
+def test_decode_value(data, expected):
+    assert ec.decode_value(data) == expected
+
+
+def test_b64_roundtrip():
+    assert ec.unb64(ec.b64("/app/k1")) == b"/app/k1"
+    assert ec.b64(b"\x00") == base64.b64encode(b"\x00").decode()
+
+
+@pytest.mark.parametrize(
+    ("server_offset", "sent", "rtt", "low", "high"),
+    [
+        (0.0, 1_700_000_000.2, 0.01, -0.6, 0.6),
+        (90.0, 1_700_000_000.7, 0.02, 89.4, 90.6),
+        (-30.0, 1_700_000_000.99, 0.2, -30.7, -29.3),
+    ],
+)
+def test_clock_offset_from_date_within_resolution(server_offset, sent, rtt, low, high):
+    server_time = sent + rtt / 2 + server_offset
+    header = email.utils.formatdate(int(server_time), usegmt=True)  # Date truncates to the second
+    offset = ec.clock_offset_from_date(header, sent, sent + rtt)
+    assert low <= offset <= high
+
+
+@pytest.mark.parametrize("header", [None, "", "not a date"])
+def test_clock_offset_without_date(header):
+    assert ec.clock_offset_from_date(header, 1.0, 2.0) is None
+
+
+def test_parse_member_unstarted_and_learner():
+    unstarted = ec.parse_member(
+        {"ID": "15146193272069534389", "peerURLs": ["http://127.0.0.1:23809"], "isLearner": True}
+    )
+    assert unstarted == {
+        "id": "d2321688711db2b5",
+        "name": "",
+        "peer_urls": ["http://127.0.0.1:23809"],
+        "client_urls": [],
+        "is_learner": True,
+        "started": False,
+    }
+
+
+@pytest.mark.parametrize(("voters", "q"), [(1, 1), (2, 2), (3, 2), (4, 3), (5, 3), (7, 4)])
+def test_quorum(voters, q):
+    assert ec.quorum(voters) == q
+
+
+def test_tls_file_checks(tmp_path):
+    with pytest.raises(ec.EtcdError, match="CA file '/nope' does not exist"):
+        ec.make_ssl_context(ca_file="/nope")
+    cert = tmp_path / "c.pem"
+    cert.write_text("x")
+    with pytest.raises(ec.EtcdError, match="given together"):
+        ec.check_tls_files(cert_file=str(cert))
+    bad_ca = tmp_path / "ca.pem"
+    bad_ca.write_text("not a certificate")
+    with pytest.raises(ec.EtcdError, match="not a valid PEM certificate"):
+        ec.make_ssl_context(ca_file=str(bad_ca))
+
+
+def test_error_reply_mapping():
+    client = ec.EtcdClient("http://127.0.0.1:1")
+    err = client._error_from_reply(
+        "/v3/kv/range",
+        503,
+        "application/json",
+        b'{"error":"etcdserver: no leader","code":14,"message":"etcdserver: no leader"}',
+    )
+    assert err.kind == "etcd" and "etcdserver: no leader" in str(err) and "http://127.0.0.1:1" in str(err)
+    err = client._error_from_reply(
+        "/v3/maintenance/status", 501, "text/html", b"<html><body>Unsupported method</body></html>"
+    )
+    assert err.kind == "not_etcd" and "is not an etcd v3 gateway" in str(err) and "HTTP 501" in str(err)
+    err = client._error_from_reply(
+        "/v3/x", 400, "text/plain", b"Client sent an HTTP request to an HTTPS server.\n"
+    )
+    assert err.kind == "tls" and "use an https:// URL" in str(err)
+
+
+def test_common_argument_spec_shape():
+    spec = ec.ETCD_COMMON_ARGUMENT_SPEC
+    assert set(spec) == {"timeout", "ca_file", "cert_file", "key_file", "validate_certs"}
+    assert spec["validate_certs"]["default"] is True
+    assert spec["timeout"]["type"] == "float"

@@ -1,0 +1,143 @@
+"""etcd_endpoint_status on recorded real gateway replies (etcd 3.4.23 and 3.5.1), table-driven."""
+
+from __future__ import annotations
+
+import email.utils
+import json
+from pathlib import Path
+
+import etcd_endpoint_status as mod
+import pytest
+import yaml
+from ansible.module_utils.etcd_client import clock_offset_from_date
+
+FIXTURES = Path(__file__).parent / "fixtures"
+CASES = yaml.safe_load((FIXTURES / "endpoint_status_cases.yaml").read_text())
+
+
+def load_phase(version, phase):
+    data = json.loads((FIXTURES / f"gateway_{version}.json").read_text())
+    return next(p for p in data["phases"] if p["phase"] == phase)
+
+
+def results_from_recording(version, phase, only=None, clock_shift=None):
+    """Turn recorded replies into endpoint results exactly as probe_endpoint would."""
+    results = []
+    for name, member in load_phase(version, phase)["members"].items():
+        if only and name not in only:
+            continue
+        replies = member["replies"]
+        status = replies["status"]
+        if "transport_error" in status:
+            result = mod.empty_result(member["endpoint"])
+            result["error"] = f"Cannot reach etcd at {member['endpoint']}: connection refused"
+            results.append(result)
+            continue
+        date = status["date"]
+        shift = (clock_shift or {}).get(name)
+        if shift:
+            date = email.utils.formatdate(
+                email.utils.parsedate_to_datetime(date).timestamp() + shift, usegmt=True
+            )
+        alarm = json.loads(replies["alarm"]["body"]) if "body" in replies["alarm"] else {}
+        results.append(
+            mod.parse_endpoint(
+                member["endpoint"],
+                json.loads(status["body"]),
+                json.loads(replies["member_list"]["body"]),
+                alarm,
+                clock_offset_from_date(date, status["sent"], status["received"]),
+            )
+        )
+    return results
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c["id"] for c in CASES])
+def test_diagnosis_of_recorded_cluster(case):
+    results = results_from_recording(
+        case["version"], case["phase"], case.get("only"), case.get("clock_shift")
+    )
+    diag = mod.diagnose(results, case.get("expected_members"), 2.0)
+    assert diag["split_brain"] is case["split_brain"]
+    assert sorted(leader["name"] for leader in diag["leaders"]) == case["leaders"]
+    auth = diag["authoritative_view"]
+    assert (diag["views"][auth]["leader"] if auth is not None else None) == case["authoritative_leader"]
+    assert diag["forked_members"] == case["forked"]
+    assert diag["leaderless_members"] == case["leaderless"]
+    assert [u["name"] for u in diag["unreachable"]] == case["unreachable"]
+    if "skewed" in case:
+        assert [s["name"] for s in diag["clock_skew"]] == case["skewed"]
+    text = "\n".join(diag["findings"])
+    for expected in case["findings"]:
+        assert expected in text
+    # The report has one table per view, then the findings, and mentions every endpoint.
+    report = "\n".join(mod.format_report(results, diag))
+    assert report.count("View ") == len(diag["views"])
+    assert "Findings:" in report
+    for r in results:
+        assert (r["name"] or r["endpoint"]) in report
+
+
+@pytest.mark.parametrize("version", ["3.4", "3.5"])
+def test_parse_endpoint_fields_from_real_reply(version):
+    results = results_from_recording(version, "fork")
+    forked = next(r for r in results if r["name"] == "etcd-2")
+    majority = [r for r in results if r["name"] != "etcd-2"]
+    # Same cluster id on both sides of the fork: the id does not reveal it.
+    assert {r["cluster_id"] for r in results} == {forked["cluster_id"]}
+    assert forked["is_leader"] and forked["leader_name"] == "etcd-2"
+    assert [m["name"] for m in forked["members"]] == ["etcd-2"]
+    assert all(len(r["members"]) == 3 for r in majority)
+    # Hex ids, as etcdctl --hex prints them.
+    assert all(int(r["member_id"], 16) > 0 and r["member_id"] == r["member_id"].lower() for r in results)
+    assert forked["raft_index"] > max(r["raft_index"] for r in majority)
+    assert forked["version"].startswith(version)
+    assert forked["revision"] == 14 and forked["db_size"] > 0
+
+
+@pytest.mark.parametrize("version", ["3.4", "3.5"])
+def test_leaderless_status_has_no_leader_and_the_error(version):
+    results = results_from_recording(version, "leaderless")
+    etcd0 = next(r for r in results if r["name"] == "etcd-0")
+    assert etcd0["leader"] is None and not etcd0["is_leader"]
+    assert etcd0["status_errors"] == ["etcdserver: no leader"]
+
+
+def test_no_endpoint_reachable():
+    results = [mod.empty_result("http://127.0.0.1:1"), mod.empty_result("http://127.0.0.1:2")]
+    for r in results:
+        r["error"] = "Cannot reach etcd: connection refused"
+    diag = mod.diagnose(results)
+    assert diag["authoritative_view"] is None and not diag["split_brain"]
+    assert diag["findings"][0].startswith("No endpoint answered")
+    assert len(diag["unreachable"]) == 2
+
+
+BAD_ARGS = [
+    ({"endpoints": []}, "endpoints is empty"),
+    ({"endpoints": ["not a url"]}, "has no scheme"),
+    ({"endpoints": ["unix:///run/etcd.sock"]}, "only http:// and https://"),
+    ({"endpoints": ["ftp://127.0.0.1:2379"]}, "has scheme 'ftp'"),
+    ({"endpoints": ["http://127.0.0.1"]}, "has no port"),
+    ({"endpoints": ["http://127.0.0.1:99999"]}, "not a valid URL"),
+    ({"endpoints": ["http://:2379"]}, "has no host"),
+    ({"endpoints": ["http://127.0.0.1:2379/v3"]}, "without a path"),
+    (
+        {"endpoints": ["https://127.0.0.1:2379"], "ca_file": "/nonexistent/ca.pem"},
+        "CA file '/nonexistent/ca.pem'",
+    ),
+    ({"endpoints": ["http://127.0.0.1:2379"], "timeout": 0}, "timeout must be a positive"),
+    ({"endpoints": ["http://127.0.0.1:2379"], "clock_skew_threshold": "abc"}, "clock_skew_threshold"),
+    ({"endpoints": ["http://127.0.0.1:2379"], "bogus": 1}, "Unsupported parameters"),
+]
+
+
+@pytest.mark.parametrize(("args", "message"), BAD_ARGS, ids=[m for _, m in BAD_ARGS])
+def test_bad_arguments_fail_with_one_clear_message(args, message):
+    from integration.etcd_fixtures import run_module
+
+    result = run_module(mod, args)
+    assert result.get("failed") is True
+    assert message in result["msg"]
+    assert "Traceback" not in result["msg"]
+    assert result.get("changed") is False or "changed" not in result
