@@ -28,7 +28,10 @@ options:
     description: Pid of the target process. Exactly one of O(pid) and O(pidfile) is required.
     type: int
   pidfile:
-    description: File that holds the pid of the target process.
+    description:
+      - File that holds the pid of the target process.
+      - With O(state=absent), a missing pid file, or one whose process is gone or has another name, means
+        there is nothing to undo (no change, no error).
     type: path
   offset:
     description:
@@ -85,7 +88,7 @@ EXAMPLES = r"""
 
 RETURN = r"""
 pid:
-  description: Pid of the target process.
+  description: Pid of the target process. Null with O(state=absent) when the pid file names no live process.
   returned: always
   type: int
   sample: 4242
@@ -131,12 +134,28 @@ def read_pidfile(path: str) -> int:
     return pid
 
 
+def process_alive(pidfile: str, comm: str | None) -> bool:
+    """Whether the pid file names a live process (with the expected name, when one is given)."""
+    try:
+        pid = read_pidfile(pidfile)
+        with open(f"/proc/{pid}/status") as f:
+            fields = dict(line.split(":", 1) for line in f.read().splitlines() if ":" in line)
+    except (ClockSkewError, OSError):
+        return False
+    if fields.get("State", "").strip().startswith(("Z", "X")):
+        return False
+    return comm is None or fields.get("Name", "").strip() == comm
+
+
 def run(params: dict, check_mode: bool) -> dict:
     """Do the work of the module; returns the result dict, raises ClockSkewError."""
+    comm = params["expect_comm"] or None
+    if params["pid"] is None and params["state"] == "absent" and not process_alive(params["pidfile"], comm):
+        # A stopped process runs on no offset: absent is already true (as lab_process treats stale pid files).
+        return {"changed": False, "pid": None, "offset": None, "previous_offset": None, "action": "none"}
     pid = params["pid"] if params["pid"] is not None else read_pidfile(params["pidfile"])
     if pid <= 0:
         raise ClockSkewError(f"invalid pid {pid}")
-    comm = params["expect_comm"] or None
     if params["state"] == "present":
         res = apply(pid, params["offset"], expect_comm=comm, check_mode=check_mode)
     else:

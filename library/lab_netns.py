@@ -92,6 +92,7 @@ killed_pids:
   elements: int
 """
 
+import contextlib
 import json
 import os
 import signal
@@ -206,10 +207,8 @@ def kill_all(ns: str, timeout: float) -> list[int]:
     pids = netns_pids(ns)
     for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 10.0)):
         for pid in netns_pids(ns):
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, sig)
-            except ProcessLookupError:
-                pass
         deadline = time.monotonic() + wait
         while netns_pids(ns) and time.monotonic() < deadline:
             time.sleep(0.05)

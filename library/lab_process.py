@@ -89,6 +89,7 @@ log_tail:
   type: str
 """
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -188,10 +189,8 @@ def write_pidfile(pidfile: str, pid: int) -> None:
 
 
 def remove_pidfile(pidfile: str) -> None:
-    try:
+    with contextlib.suppress(FileNotFoundError):
         os.unlink(pidfile)
-    except FileNotFoundError:
-        pass
 
 
 def run_module() -> None:

