@@ -1,0 +1,121 @@
+"""etcd_kv_diff: merge-join, value decoding, truncation and the report file (fake walkers)."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import etcd_kv_diff as mod
+import pytest
+
+
+def kv(key, value, mod_rev=1):
+    return (
+        key,
+        base64.b64encode(value).decode(),
+        {
+            "key": base64.b64encode(key).decode(),
+            "value": base64.b64encode(value).decode(),
+            "mod_revision": str(mod_rev),
+        },
+    )
+
+
+def side(pairs):
+    return [kv(k, v, r) for k, v, r in sorted(pairs)]
+
+
+CASES = [
+    ("identical", [(b"a", b"1", 2), (b"b", b"2", 3)], [(b"a", b"1", 2), (b"b", b"2", 3)], (0, 0, 0, 2)),
+    ("empty both", [], [], (0, 0, 0, 0)),
+    ("left empty", [], [(b"x", b"1", 1)], (0, 1, 0, 0)),
+    ("right empty", [(b"x", b"1", 1)], [], (1, 0, 0, 0)),
+    (
+        "fork",
+        [(b"/app/k0", b"majority", 7), (b"/app/k1", b"v1", 3)],
+        [(b"/app/k0", b"v0", 2), (b"/app/k1", b"v1", 3), (b"/app/new", b"f", 9)],
+        (0, 1, 1, 1),
+    ),
+    (
+        "interleaved",
+        [(b"a", b"", 1), (b"c", b"", 1), (b"e", b"", 1)],
+        [(b"b", b"", 1), (b"d", b"", 1)],
+        (3, 2, 0, 0),
+    ),
+    # byte order, not text order: b"\xff" sorts after b"z"
+    (
+        "binary keys",
+        [(b"z", b"1", 1), (b"\xff\x01", b"\x00\xfe", 1)],
+        [(b"\xff\x01", b"\x00\xff", 2)],
+        (1, 0, 1, 0),
+    ),
+]
+
+
+@pytest.mark.parametrize(("name", "left", "right", "expected"), CASES, ids=[c[0] for c in CASES])
+def test_merge_join(name, left, right, expected):
+    sinks = [mod.Sink(100, None) for _ in range(3)]
+    identical = mod.compare(side(left), side(right), sinks)
+    assert (sinks[0].count, sinks[1].count, sinks[2].count, identical) == expected
+
+
+def test_conflict_entry_has_both_values_and_revisions_and_base64_flag():
+    sinks = [mod.Sink(100, None) for _ in range(3)]
+    mod.compare(side([(b"\xff\x01", b"\x00\xfe", 4)]), side([(b"\xff\x01", b"text", 9)]), sinks)
+    (conflict,) = sinks[2].items
+    assert conflict["key_base64"] is True and conflict["key"] == base64.b64encode(b"\xff\x01").decode()
+    assert conflict["left"] == {
+        "value": "AP4=",
+        "value_base64": True,
+        "mod_revision": 4,
+        "create_revision": 0,
+        "version": 0,
+    }
+    assert conflict["right"]["value"] == "text" and conflict["right"]["value_base64"] is False
+    assert conflict["right"]["mod_revision"] == 9
+
+
+def test_sink_truncates_result_but_report_has_everything(tmp_path):
+    left = side([(f"k{i:04d}".encode(), b"l", 1) for i in range(300)])
+    right = side([(f"k{i:04d}".encode(), b"r", 1) for i in range(0, 300, 2)])
+    sinks = [mod.Sink(10, str(tmp_path)) for _ in range(3)]
+    identical = mod.compare(left, right, sinks)
+    assert identical == 0 and sinks[0].count == 150 and sinks[2].count == 150
+    assert len(sinks[0].items) == 10 and len(sinks[2].items) == 10
+    result = {
+        "left": {"endpoint": "l", "revision": 1, "keys": 300},
+        "right": {"endpoint": "r", "revision": 1, "keys": 150},
+        "prefix": "",
+        "counts": {"only_left": 150, "only_right": 0, "conflicts": 150, "identical": 0},
+        "identical": False,
+    }
+    report = tmp_path / "report.json"
+    assert mod.write_report_file(str(report), result, sinks) is True
+    data = json.loads(report.read_text())
+    assert len(data["only_left"]) == 150 and len(data["conflicts"]) == 150 and data["only_right"] == []
+    assert data["counts"]["conflicts"] == 150
+    # Same content again: not changed, file kept, no temp files left behind.
+    assert mod.write_report_file(str(report), result, sinks) is False
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["report.json"]
+    for s in sinks:
+        s.close()
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({"endpoints": ["http://127.0.0.1:1"]}, "exactly two"),
+        ({"endpoints": ["http://127.0.0.1:1", "http://127.0.0.1:2", "http://127.0.0.1:3"]}, "exactly two"),
+        ({"endpoints": ["http://127.0.0.1:1", "127.0.0.1:2"]}, "has no scheme"),
+        ({"endpoints": ["http://127.0.0.1:1", "http://127.0.0.1:2"], "page_size": 0}, "page_size"),
+        (
+            {"endpoints": ["http://127.0.0.1:1", "http://127.0.0.1:2"], "report_path": "/nonexistent/r.json"},
+            "does not exist",
+        ),
+    ],
+)
+def test_bad_arguments(params, message):
+    from integration.etcd_fixtures import run_module
+
+    result = run_module(mod, params)
+    assert result["failed"] and message in result["msg"]

@@ -1,0 +1,125 @@
+"""etcd_member: quorum arithmetic, member matching, initial_cluster, argument checks (no etcd needed)."""
+
+from __future__ import annotations
+
+import etcd_member as mod
+import pytest
+from ansible.module_utils.etcd_client import EtcdError
+
+
+def member(name, healthy=True, learner=False, mid=None, peer=None):
+    return {
+        "id": mid or f"{abs(hash(name)) % (1 << 60):x}",
+        "name": name,
+        "peer_urls": [peer or f"http://10.0.0.{len(name)}:2380"],
+        "client_urls": [f"http://10.0.0.{len(name)}:2379"] if name else [],
+        "is_learner": learner,
+        "started": bool(name),
+        "healthy": healthy,
+    }
+
+
+def cluster(spec):
+    """'HHD' -> three voters: healthy, healthy, down; 'l' a healthy learner, 'L' a down learner."""
+    out = []
+    for i, c in enumerate(spec):
+        out.append(member(f"etcd-{i}", healthy=c in "Hl", learner=c in "lL", mid=f"{i + 1:x}"))
+    return out
+
+
+QUORUM_CASES = [
+    # spec, action, target index, safe, healthy_after, quorum_after
+    ("HHH", "remove", 2, True, 2, 2),
+    ("HHD", "remove", 2, True, 2, 2),  # removing the down one is fine
+    ("HHD", "remove", 1, False, 1, 2),  # removing a healthy one leaves 1 of 2
+    ("HHHDD", "remove", 4, True, 3, 3),
+    ("HHHDD", "remove", 0, False, 2, 3),
+    ("H", "remove", 0, False, 0, 0),  # removing the last member
+    ("HHl", "remove", 2, True, 2, 2),  # learners do not count
+    ("HHH", "add", None, True, 3, 3),
+    ("HHD", "add", None, False, 2, 3),  # 4 voters need 3 healthy
+    ("HHHH", "add", None, True, 4, 3),
+    ("HHl", "promote", 2, True, 3, 2),
+    ("HDL", "promote", 2, False, 1, 2),
+]
+
+
+@pytest.mark.parametrize(("spec", "action", "target", "safe", "healthy_after", "quorum_after"), QUORUM_CASES)
+def test_quorum_check(spec, action, target, safe, healthy_after, quorum_after):
+    members = cluster(spec)
+    info = mod.quorum_check(members, action, members[target] if target is not None else None)
+    assert info["safe"] is safe
+    assert info["healthy_voters_after"] == healthy_after
+    assert info["quorum_after"] == quorum_after
+
+
+def test_find_member_by_name_id_and_peer_urls():
+    members = cluster("HHH")
+    members.append(member("", healthy=False, mid="ff", peer="http://10.0.0.9:2380"))
+    assert mod.find_member(members, name="etcd-1")["id"] == "2"
+    assert mod.find_member(members, member_id="0x3")["name"] == "etcd-2"
+    assert mod.find_member(members, member_id="FF")["peer_urls"] == ["http://10.0.0.9:2380"]
+    # An added-but-unstarted member has no name yet: matched by its peer URLs.
+    assert mod.find_member(members, name="etcd-9", peer_urls=["http://10.0.0.9:2380/"])["id"] == "ff"
+    assert mod.find_member(members, name="nope") is None
+
+
+def test_initial_cluster_names_the_new_member():
+    members = [member("etcd-0", peer="http://10.0.0.1:2380"), member("", peer="http://10.0.0.3:2380")]
+    assert mod.initial_cluster(members, "etcd-2", ["http://10.0.0.3:2380"]) == (
+        "etcd-0=http://10.0.0.1:2380,etcd-2=http://10.0.0.3:2380"
+    )
+
+
+def base(**kw):
+    params = {
+        "endpoints": ["http://127.0.0.1:2379"],
+        "state": "list",
+        "name": None,
+        "id": None,
+        "peer_urls": None,
+        "learner": False,
+        "force": False,
+        "timeout": 1.0,
+        "ca_file": None,
+        "cert_file": None,
+        "key_file": None,
+        "validate_certs": True,
+    }
+    params.update(kw)
+    return params
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        (base(endpoints=[]), "endpoints is empty"),
+        (base(endpoints=["10.0.0.1:2379"]), "has no scheme"),
+        (base(state="present", name="etcd-3"), "needs peer_urls"),
+        (base(state="present", peer_urls=["http://10.0.0.4:2380"]), "needs name"),
+        (
+            base(state="present", name="x", peer_urls=["10.0.0.4:2380"]),
+            "Peer URL '10.0.0.4:2380' has no scheme",
+        ),
+        (base(state="absent"), "needs name or id"),
+        (base(state="promoted", id="xyz"), "not a hexadecimal etcd id"),
+        (
+            base(endpoints=["https://127.0.0.1:2379"], cert_file="/nope.pem", key_file="/nope.key"),
+            "does not exist",
+        ),
+    ],
+)
+def test_check_params(params, message):
+    with pytest.raises(EtcdError, match=message):
+        mod.check_params(params)
+
+
+def test_module_rejects_name_and_id_together():
+    from integration.etcd_fixtures import run_module
+
+    result = run_module(
+        mod, {"endpoints": ["http://127.0.0.1:2379"], "state": "absent", "name": "a", "id": "1"}
+    )
+    assert result["failed"] and "mutually exclusive" in result["msg"]
+    result = run_module(mod, {"endpoints": ["http://127.0.0.1:2379"], "state": "removed"})
+    assert result["failed"] and "value of state must be one of" in result["msg"]
