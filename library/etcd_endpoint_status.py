@@ -26,7 +26,7 @@ description:
   - The cluster id does not reveal a fork (a forced new cluster keeps it) and Raft indexes of
     different views are not comparable (the fork can have the higher index); the diagnosis uses
     neither to choose a side.
-  - Never changes anything. An unreachable endpoint is a result (RV(unreachable), an RV(endpoints)
+  - Never changes anything. An unreachable endpoint is a result (RV(unreachable_endpoints), an RV(endpoints)
     entry with C(reachable=false) and an C(error)), not a module failure; only bad arguments fail.
   - The clock offset comes from the HTTP C(Date) header, which has a resolution of one second; the
     estimate is Date + 0.5 s minus the midpoint of the request, good to about +/-0.5 s plus half
@@ -199,8 +199,10 @@ leaderless_members:
   returned: always
   type: list
   elements: str
-unreachable:
-  description: Endpoints (named when another member knows them) that could not be queried, with the error.
+unreachable_endpoints:
+  description:
+    - Endpoints (named when another member knows them) that could not be queried, with the error.
+    - Not called C(unreachable), a key Ansible reserves for hosts it cannot reach.
   returned: always
   type: list
   elements: dict
@@ -504,7 +506,11 @@ def diagnose(results, expected_members=None, skew_threshold=2.0):
         else:
             findings.append(
                 "Split-brain: members disagree on the membership ("
-                + "; ".join(f"{_fmt_list(v['endpoints'])} report {_fmt_list(v['members'])}" for v in views)
+                + "; ".join(
+                    f"{_fmt_list(v['endpoints'])} report{'s' if len(v['endpoints']) == 1 else ''} "
+                    f"{_fmt_list(v['members'])}"
+                    for v in views
+                )
                 + ")."
             )
     elif len(views) == 1 and views[0]["leader_id"]:
@@ -578,7 +584,7 @@ def diagnose(results, expected_members=None, skew_threshold=2.0):
         "authoritative_view": authoritative,
         "forked_members": forked,
         "leaderless_members": leaderless,
-        "unreachable": unreachable,
+        "unreachable_endpoints": unreachable,
         "clock_skew": skew,
         "findings": _dedupe(findings),
     }
@@ -636,17 +642,17 @@ def format_report(results, diagnosis):
 
     for i, view in enumerate(diagnosis["views"]):
         tag = " [authoritative]" if view["authoritative"] else ""
-        leader = view["leader"] or "no leader"
+        leader = f"leader {view['leader']}" if view["leader"] else "no leader"
         lines.append(
-            f"View {i + 1}{tag}: leader {leader}, term {view['raft_term']}, "
-            f"membership {_fmt_list(view['members'])}"
+            f"View {i + 1}{tag}: {leader}, term {view['raft_term']}, membership {_fmt_list(view['members'])}"
         )
         lines += ["  " + x for x in _table(header, [row(by_label[e]) for e in view["endpoints"]])]
         lines.append("")
     down = [r for r in results if not r["reachable"]]
     if down:
         lines.append("Unreachable:")
-        lines += ["  " + x for x in _table(header, [row(r) for r in down])]
+        rows = [[r["name"] or "?", r["endpoint"], r["error"]] for r in down]
+        lines += ["  " + x for x in _table(["MEMBER", "ENDPOINT", "ERROR"], rows)]
         lines.append("")
     lines.append("Findings:")
     lines += [f"  - {f}" for f in diagnosis["findings"]]

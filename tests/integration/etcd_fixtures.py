@@ -330,6 +330,20 @@ class Cluster:
         with self.client(m) as c:
             return c.put(key, value).data
 
+    def new_member(self, name):
+        """A member object with fresh ports, appended to the cluster (not started, not added in etcd)."""
+        client_port, peer_port = free_ports(2)
+        m = Member(
+            name=name,
+            client_port=client_port,
+            peer_port=peer_port,
+            data_dir=os.path.join(self.workdir, f"{name}.data"),
+            log_path=os.path.join(self.workdir, f"{name}.log"),
+            scheme="https" if self.tls else "http",
+        )
+        self.members.append(m)
+        return m
+
     def fork(self, name):
         """Make `name` a one-member cluster of its own (same cluster id), cut off from the others.
 

@@ -64,7 +64,7 @@ def test_diagnosis_of_recorded_cluster(case):
     assert (diag["views"][auth]["leader"] if auth is not None else None) == case["authoritative_leader"]
     assert diag["forked_members"] == case["forked"]
     assert diag["leaderless_members"] == case["leaderless"]
-    assert [u["name"] for u in diag["unreachable"]] == case["unreachable"]
+    assert [u["name"] for u in diag["unreachable_endpoints"]] == case["unreachable"]
     if "skewed" in case:
         assert [s["name"] for s in diag["clock_skew"]] == case["skewed"]
     text = "\n".join(diag["findings"])
@@ -110,7 +110,7 @@ def test_no_endpoint_reachable():
     diag = mod.diagnose(results)
     assert diag["authoritative_view"] is None and not diag["split_brain"]
     assert diag["findings"][0].startswith("No endpoint answered")
-    assert len(diag["unreachable"]) == 2
+    assert len(diag["unreachable_endpoints"]) == 2
 
 
 BAD_ARGS = [
