@@ -306,14 +306,20 @@ class EtcdClient:
                 reason = "the member requires a client certificate (give cert_file and key_file)"
             elif "UNKNOWN_CA" in str(exc).upper() or "BAD_CERTIFICATE" in str(exc).upper():
                 reason = f"the member rejected the client certificate ({exc.reason})"
+            if "UNEXPECTED_EOF" in str(exc).upper() or "EOF OCCURRED" in str(exc).upper():
+                reason = (
+                    "the member closed the connection during the handshake (does it speak TLS on this port? "
+                    "use an http:// URL for a plain-HTTP member)"
+                )
             return self._fail(f"TLS handshake failed: {reason}", "tls")
         if isinstance(exc, socket.gaierror):
             return self._fail(f"cannot resolve host '{self.host}': {exc.strerror}", "refused")
         if isinstance(exc, (ConnectionResetError, http.client.RemoteDisconnected, BrokenPipeError)):
-            hint = ""
-            if self.scheme == "https":
-                hint = " (is it a TLS endpoint?)"
-            return self._fail(f"connection closed by the server{hint}", "refused")
+            if self.scheme == "http":
+                hint = " (if the member serves TLS, use an https:// URL)"
+            else:
+                hint = " (did it reject the client certificate?)"
+            return self._fail(f"connection closed by the server without a reply{hint}", "refused")
         if isinstance(exc, http.client.HTTPException):
             return self._fail(
                 f"invalid HTTP reply ({exc.__class__.__name__}): not an etcd gateway?", "not_etcd"

@@ -1,0 +1,222 @@
+"""Bad input against real servers on loopback: each gives one clear message and changes nothing.
+
+Unreachable port, a plain HTTP server that is not etcd, and a TLS etcd (client-cert-auth) with
+certificates generated here: right and wrong CA, missing files, no client cert, mismatched key,
+https against a plain-HTTP member and http against the TLS member.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+import etcd_endpoint_status
+import etcd_kv_diff
+import etcd_member
+import etcd_snapshot
+import pytest
+from ansible.module_utils.etcd_client import EtcdClient, EtcdError
+from etcd_fixtures import VERSIONS, Cluster, free_ports, run_module, tls_files  # noqa: F401 - fixture
+
+
+@pytest.fixture(scope="module")
+def tls_cluster(tls_files):  # noqa: F811
+    cluster = Cluster(VERSIONS["3.5"], size=1, tls=tls_files)
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture(scope="module")
+def plain_cluster():
+    cluster = Cluster(VERSIONS["3.4"], size=1)
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture(scope="module")
+def http_server(tmp_path_factory):
+    """python -m http.server on 127.0.0.1: answers POST with 501 HTML, GET / with a listing."""
+    port = free_ports(1)[0]
+    root = tmp_path_factory.mktemp("www")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1", "--directory", str(root)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                import socket
+
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                time.sleep(0.05)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def probe(url, **tls):
+    return run_module(etcd_endpoint_status, {"endpoints": [url], "timeout": 2, **tls})
+
+
+def test_unreachable_port_is_a_result_not_a_failure():
+    url = f"http://127.0.0.1:{free_ports(1)[0]}"
+    result = probe(url)
+    assert not result.get("failed")
+    (endpoint,) = result["endpoints"]
+    assert endpoint["reachable"] is False
+    assert (
+        endpoint["error"]
+        == f"Cannot reach etcd at {url}: connection refused (is etcd running and listening on this port?)"
+    )
+    assert result["findings"][0].startswith("No endpoint answered")
+
+
+@pytest.mark.parametrize(
+    "module_args",
+    [
+        (etcd_member, {"state": "list"}),
+        (etcd_kv_diff, {}),
+        (etcd_snapshot, {"operation": "save", "path": "/tmp/never-written.db"}),
+    ],
+    ids=["member", "kv_diff", "snapshot"],
+)
+def test_other_modules_fail_clearly_on_unreachable(module_args, tmp_path):
+    module, extra = module_args
+    url = f"http://127.0.0.1:{free_ports(1)[0]}"
+    endpoints = [url, url] if module is etcd_kv_diff else [url]
+    result = run_module(module, {"endpoints": endpoints, "timeout": 1, **extra})
+    assert result["failed"] is True and result["changed"] is False
+    assert f"Cannot reach etcd at {url}: connection refused" in result["msg"]
+    assert "Traceback" not in result["msg"]
+    import os
+
+    assert not os.path.exists("/tmp/never-written.db")
+
+
+def test_plain_http_server_is_not_an_etcd_gateway(http_server):
+    (endpoint,) = probe(http_server)["endpoints"]
+    assert endpoint["reachable"] is False
+    assert (
+        f"{http_server} is not an etcd v3 gateway: POST /v3/maintenance/status answered HTTP 501"
+        in endpoint["error"]
+    )
+
+
+def test_snapshot_from_non_etcd_fails_and_writes_nothing(http_server, tmp_path):
+    target = tmp_path / "s.db"
+    result = run_module(etcd_snapshot, {"operation": "save", "endpoints": [http_server], "path": str(target)})
+    assert result["failed"] and "is not an etcd v3 gateway" in result["msg"]
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_tls_with_the_right_ca_and_client_cert(tls_cluster, tls_files):  # noqa: F811
+    result = probe(
+        tls_cluster.endpoints[0],
+        ca_file=tls_files.ca,
+        cert_file=tls_files.client_cert,
+        key_file=tls_files.client_key,
+    )
+    (endpoint,) = result["endpoints"]
+    assert endpoint["reachable"] is True and endpoint["name"] == "etcd-0", endpoint["error"]
+    assert result["split_brain"] is False
+
+
+def tls_error(tls_cluster, **tls):
+    result = probe(tls_cluster.endpoints[0], **tls)
+    if result.get("failed"):
+        return result["msg"]
+    return result["endpoints"][0]["error"]
+
+
+def test_tls_wrong_ca(tls_cluster, tls_files):  # noqa: F811
+    msg = tls_error(
+        tls_cluster,
+        ca_file=tls_files.other_ca,
+        cert_file=tls_files.client_cert,
+        key_file=tls_files.client_key,
+    )
+    assert msg.startswith(
+        f"Cannot reach etcd at {tls_cluster.endpoints[0]}: TLS certificate verification failed"
+    )
+
+
+def test_tls_without_ca_uses_system_store_and_fails(tls_cluster, tls_files):  # noqa: F811
+    msg = tls_error(tls_cluster, cert_file=tls_files.client_cert, key_file=tls_files.client_key)
+    assert "TLS certificate verification failed" in msg
+
+
+def test_tls_without_client_certificate(tls_cluster, tls_files):  # noqa: F811
+    msg = tls_error(tls_cluster, ca_file=tls_files.ca)
+    assert f"Cannot reach etcd at {tls_cluster.endpoints[0]}:" in msg
+    assert "client certificate" in msg, msg
+
+
+def test_tls_key_does_not_match_certificate(tls_cluster, tls_files):  # noqa: F811
+    result = probe(
+        tls_cluster.endpoints[0],
+        ca_file=tls_files.ca,
+        cert_file=tls_files.client_cert,
+        key_file=tls_files.server_key,
+    )
+    assert result["failed"] and "the key does not match the certificate" in result["msg"]
+
+
+@pytest.mark.parametrize("missing", ["ca_file", "cert_file", "key_file"])
+def test_tls_missing_files(tls_cluster, tls_files, missing):  # noqa: F811
+    tls = {"ca_file": tls_files.ca, "cert_file": tls_files.client_cert, "key_file": tls_files.client_key}
+    tls[missing] = "/nonexistent/file.pem"
+    result = probe(tls_cluster.endpoints[0], **tls)
+    assert result["failed"] and "'/nonexistent/file.pem' does not exist" in result["msg"]
+
+
+def test_tls_validate_certs_false_skips_verification(tls_cluster, tls_files):  # noqa: F811
+    result = probe(
+        tls_cluster.endpoints[0],
+        validate_certs=False,
+        cert_file=tls_files.client_cert,
+        key_file=tls_files.client_key,
+    )
+    assert result["endpoints"][0]["reachable"] is True
+
+
+def test_http_url_against_tls_member(tls_cluster):
+    url = tls_cluster.endpoints[0].replace("https://", "http://")
+    (endpoint,) = probe(url)["endpoints"]
+    assert endpoint["reachable"] is False
+    assert endpoint["error"].startswith(f"Cannot reach etcd at {url}: ")
+    assert "use an https:// URL" in endpoint["error"]
+
+
+def test_https_url_against_plain_member(plain_cluster, tls_files):  # noqa: F811
+    url = plain_cluster.endpoints[0].replace("http://", "https://")
+    (endpoint,) = probe(url, ca_file=tls_files.ca)["endpoints"]
+    assert endpoint["reachable"] is False
+    assert endpoint["error"].startswith(f"Cannot reach etcd at {url}: TLS handshake failed")
+    assert "use an http:// URL for a plain-HTTP member" in endpoint["error"]
+
+
+def test_timeout_is_reported(plain_cluster):
+    # A listening socket that never answers: the request times out.
+    import socket
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(1)
+    url = f"http://127.0.0.1:{server.getsockname()[1]}"
+    try:
+        with pytest.raises(EtcdError, match=r"timed out after 0.5 s"):
+            EtcdClient(url, timeout=0.5).status()
+    finally:
+        server.close()
