@@ -319,6 +319,21 @@ def check_params(params):
         )
 
 
+HINTS = {
+    "unhealthy cluster": "etcd refuses changes until every voter has been connected for 5 s; retry",
+    "not enough started members": "etcd refuses a new voter while members are down; start them first",
+    "learner member which is in sync": "the learner has not caught up (is it started?); retry",
+    "Peer URLs already exists": "another member already uses these peer URLs",
+}
+
+
+def with_hint(exc):
+    for needle, hint in HINTS.items():
+        if needle.lower() in str(exc).lower():
+            return EtcdError(f"{exc} ({hint})", exc.endpoint, exc.kind, exc.code)
+    return exc
+
+
 def refuse(info, what):
     return EtcdError(
         f"Refusing to {what}: afterwards {info['healthy_voters_after']} healthy voter(s) of "
@@ -455,7 +470,7 @@ def main():
     try:
         result = run(module.params, module.check_mode)
     except EtcdError as exc:
-        module.fail_json(msg=str(exc), changed=False)
+        module.fail_json(msg=str(with_hint(exc)), changed=False)
     warnings = result.pop("warnings", [])
     for w in warnings:
         module.warn(w)
