@@ -354,6 +354,8 @@ class _Tracer:
                 except _ThreadGone:
                     continue  # the thread exited between listdir and seize
                 except OSError as e:
+                    if e.errno == errno.EPERM and _exiting(self.pid):
+                        raise _ThreadGone(self.pid) from None
                     if e.errno == errno.EPERM:
                         raise ClockSkewError(
                             f"ptrace not permitted on pid {self.pid} (needs root/CAP_SYS_PTRACE; "
@@ -381,8 +383,12 @@ class _Tracer:
 
     def detach_all(self) -> None:
         for tid in self.threads:
-            with contextlib.suppress(_ThreadGone, OSError):
+            try:
                 _ptrace(PTRACE_DETACH, tid)
+            except _ThreadGone:
+                self._reap(tid)
+            except OSError:
+                pass
         for tid, sigs in self.pending.items():
             for sig in sigs:
                 try:
@@ -392,6 +398,21 @@ class _Tracer:
                     pass
         self.threads = []
         self.pending = {}
+
+    def _reap(self, tid: int) -> None:
+        """Collect the exit of a traced thread that died (a killed target cannot finish exiting before)."""
+        deadline = time.monotonic() + 1.0
+        while time.monotonic() < deadline:
+            try:
+                wpid, status = os.waitpid(tid, os.WNOHANG | WALL)
+            except ChildProcessError:
+                return
+            if wpid and not os.WIFSTOPPED(status):
+                return
+            if wpid:  # a last stop (e.g. PTRACE_EVENT_EXIT) before the exit itself
+                with contextlib.suppress(_ThreadGone, OSError):
+                    _ptrace(PTRACE_DETACH, tid)
+            time.sleep(0.001)
 
     # -- waiting and stepping -----------------------------------------------------------------------------
     def _wait(self, tid: int) -> tuple[int, int]:
@@ -469,6 +490,20 @@ class _Tracer:
                 self.step(tid)
                 moved += n == 0
         return moved
+
+
+def _exiting(pid: int, wait: float = 0.3) -> bool:
+    """Whether `pid` is gone or exits within `wait` s (ptrace refuses a dying process with EPERM)."""
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            if _proc_status(pid).get("State", "").startswith(("Z", "X")):
+                return True
+        except (FileNotFoundError, ProcessLookupError):
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.01)
 
 
 def _tgkill(tgid: int, tid: int, sig: int) -> None:
@@ -621,13 +656,20 @@ def _find_spare_page(pid: int, fd: int, entry: int) -> int | None:
     return None
 
 
-def _gone_or(pid: int, stage: str, exc: BaseException) -> ClockSkewError:
-    st = None
-    with contextlib.suppress(FileNotFoundError, ProcessLookupError):
-        st = _proc_status(pid).get("State", "")
-    if st is None or st.startswith(("Z", "X")):
-        return ClockSkewError(f"process {pid} exited while {stage}")
-    return ClockSkewError(f"failed while {stage} in pid {pid}: {exc}")
+def _gone_or(pid: int, stage: str, exc: BaseException, tracer: _Tracer | None = None) -> ClockSkewError:
+    """The error for a failure at `stage`: "exited" when the process is gone (or going), else the cause."""
+    if tracer is not None:
+        tracer.detach_all()  # also reaps threads that died while we held them, so the exit can complete
+    deadline = time.monotonic() + (0.5 if isinstance(exc, _ThreadGone) else 0)
+    while True:
+        st = None
+        with contextlib.suppress(FileNotFoundError, ProcessLookupError):
+            st = _proc_status(pid).get("State", "")
+        if st is None or st.startswith(("Z", "X")):
+            return ClockSkewError(f"process {pid} exited while {stage}")
+        if time.monotonic() >= deadline:
+            return ClockSkewError(f"failed while {stage} in pid {pid}: {exc}")
+        time.sleep(0.01)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -693,7 +735,7 @@ def apply(pid: int, offset: float, expect_comm: str | None = "etcd", check_mode:
         _pwrite(fd, target.entry, build_jump(page + CODE_OFF))
         return result
     except (_ThreadGone, OSError) as e:
-        raise _gone_or(pid, stage, e) from None
+        raise _gone_or(pid, stage, e, tracer) from None
     finally:
         tracer.detach_all()
         os.close(fd)
@@ -723,7 +765,7 @@ def undo(pid: int, expect_comm: str | None = "etcd", check_mode: bool = False) -
         _pwrite(fd, target.entry, hdr[3])
         return result
     except (_ThreadGone, OSError) as e:
-        raise _gone_or(pid, stage, e) from None
+        raise _gone_or(pid, stage, e, tracer) from None
     finally:
         tracer.detach_all()
         os.close(fd)
