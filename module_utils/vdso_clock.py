@@ -340,15 +340,18 @@ class _Tracer:
 
     # -- attach / detach --------------------------------------------------------------------------------
     def attach_all(self) -> None:
+        """Seize and stop every thread, re-reading /proc/PID/task until no new thread appears."""
+        seen: set[int] = set()
         while True:
             try:
                 tids = sorted(int(t) for t in os.listdir(f"/proc/{self.pid}/task"))
             except FileNotFoundError:
                 raise _ThreadGone(self.pid) from None
-            new = [t for t in tids if t not in self.threads]
+            new = [t for t in tids if t not in seen]
             if not new:
                 break
             for tid in new:
+                seen.add(tid)  # a thread that exits stays listed for a moment: never retry it
                 try:
                     _ptrace(PTRACE_SEIZE, tid)
                 except _ThreadGone:
