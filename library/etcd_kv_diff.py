@@ -160,6 +160,7 @@ import hashlib
 import json
 import os
 import tempfile
+from binascii import a2b_base64
 from concurrent.futures import ThreadPoolExecutor
 
 from ansible.module_utils.basic import AnsibleModule
@@ -206,9 +207,9 @@ class RangeWalker:
                 if data.get("more") and kvs:
                     next_start = base64.b64decode(kvs[-1]["key"]) + b"\x00"
                     pending = self.pool.submit(self._fetch, next_start)
+                self.count += len(kvs)
                 for kv in kvs:
-                    self.count += 1
-                    yield base64.b64decode(kv["key"]), kv.get("value", ""), kv
+                    yield a2b_base64(kv["key"]), kv.get("value", ""), kv
                 if pending is None:
                     return
                 data = pending.result()

@@ -22,6 +22,7 @@ from __future__ import annotations
 import base64
 import binascii
 import email.utils
+import hashlib
 import http.client
 import json
 import os
@@ -257,6 +258,8 @@ class EtcdClient:
             self.ssl_context = make_ssl_context(ca_file, cert_file, key_file, validate_certs)
         self._conn = None
         self.last_clock_offset = None
+        self.ca_file, self.cert_file, self.key_file = ca_file, cert_file, key_file
+        self.validate_certs = validate_certs
 
     # ---- transport -------------------------------------------------------------------------
 
@@ -449,8 +452,32 @@ class EtcdClient:
     def member_promote(self, member_id):
         return self.call("/v3/cluster/member/promote", {"ID": str(int(member_id))})
 
-    def snapshot(self, out, progress=None):
-        """Stream the member's snapshot into the binary file object `out`.
+    def snapshot(self, out, progress=None, transport="auto"):
+        """Stream the member's snapshot into the seekable binary file `out`; return (bytes, transport).
+
+        transport: "grpc" (HTTP/2, as etcdctl; 3-4x faster than the gateway), "gateway" (JSON), or
+        "auto": gRPC, and when that fails for any reason (no HTTP/2, a proxy, a reset, a stream that
+        does not end with its sha256), start again through the gateway, whose errors are readable.
+        """
+        if transport in ("auto", "grpc"):
+            start = out.tell()
+            hashing = _TailHashWriter(out)
+            try:
+                written = grpc_snapshot(self, hashing, progress)
+                if not hashing.intact():
+                    raise GrpcUnavailable("the stream did not end with the sha256 of the database")
+                return written, "grpc"
+            except GrpcUnavailable as exc:
+                if transport == "grpc":
+                    raise EtcdError(
+                        f"Snapshot over gRPC from {self.endpoint} failed: {exc}", self.endpoint, "protocol"
+                    ) from None
+                out.seek(start)
+                out.truncate()
+        return self._snapshot_gateway(out, progress), "gateway"
+
+    def _snapshot_gateway(self, out, progress=None):
+        """Stream the member's snapshot through the JSON gateway into the binary file object `out`.
 
         Writes every chunk (the database followed by its 32-byte sha256, exactly as
         `etcdctl snapshot save` stores it) and returns the number of bytes written. Raises EtcdError
@@ -466,15 +493,10 @@ class EtcdClient:
         total = 0
         marker = b'{"result":{"blob":"'
         try:
-            while True:
-                line = resp.readline()
-                if not line:
-                    break
-                line = line.strip()
-                if not line:
-                    continue
-                if line.startswith(marker) and line.endswith(b'"}}'):
-                    chunk = binascii.a2b_base64(line[len(marker) : -3])
+            for line in _lines(resp):
+                end = line.find(b'"', len(marker)) if line.startswith(marker) else -1
+                if end > 0:  # base64 holds no quote: the blob ends at the next one
+                    chunk = binascii.a2b_base64(line[len(marker) : end])
                 else:  # slow path: any other field order or an error object
                     obj = json.loads(line)
                     if "error" in obj:
@@ -501,6 +523,225 @@ class EtcdClient:
             raise self._translate(exc) from None
         self.close()
         return total
+
+
+# ---- a minimal gRPC-over-HTTP/2 reader, for the snapshot stream only ------------------------------
+#
+# The JSON gateway re-encodes every 32 KiB chunk of a snapshot as base64 inside JSON, which makes it
+# three to four times slower than etcdctl's gRPC. Snapshot is one request with an empty body and a
+# stream of replies, so a small HTTP/2 client (no HPACK decoding, no Huffman) is enough: it sends
+# fixed headers, reads DATA frames, unwraps gRPC messages and the `blob` field (3) of each
+# SnapshotResponse, and keeps the flow-control windows open. Response headers and trailers are not
+# decoded: success is proven by the stream ending with the sha256 of everything before it, which
+# the caller verifies; on any failure the caller falls back to the gateway, whose errors are readable.
+
+_H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+_H2_DATA, _H2_HEADERS, _H2_RST, _H2_SETTINGS, _H2_PING, _H2_GOAWAY, _H2_WINDOW = 0, 1, 3, 4, 6, 7, 8
+_H2_END_STREAM, _H2_ACK, _H2_PADDED = 0x1, 0x1, 0x8
+_H2_WINDOW_MAX = 2**31 - 1
+
+
+class _TailHashWriter:
+    """Passes writes through and hashes all but the last 32 bytes, to check etcd's trailing sha256."""
+
+    def __init__(self, out):
+        self.out = out
+        self.sha = hashlib.sha256()
+        self.tail = b""
+
+    def write(self, data):
+        self.out.write(data)
+        buf = self.tail + data
+        if len(buf) > SNAPSHOT_HASH_SIZE:
+            self.sha.update(buf[:-SNAPSHOT_HASH_SIZE])
+            buf = buf[-SNAPSHOT_HASH_SIZE:]
+        self.tail = buf
+
+    def intact(self):
+        return len(self.tail) == SNAPSHOT_HASH_SIZE and self.sha.digest() == self.tail
+
+
+class GrpcUnavailable(Exception):
+    """The gRPC path could not be used; the caller should fall back to the JSON gateway."""
+
+
+def _h2_frame(ftype, flags, stream, payload=b""):
+    return len(payload).to_bytes(3, "big") + bytes([ftype, flags]) + stream.to_bytes(4, "big") + payload
+
+
+def _hpack_int(value, prefix_bits, first=0):
+    limit = (1 << prefix_bits) - 1
+    if value < limit:
+        return bytes([first | value])
+    out = [first | limit]
+    value -= limit
+    while value >= 128:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def _hpack_str(text):
+    data = text.encode("ascii")
+    return _hpack_int(len(data), 7) + data
+
+
+def _hpack_request(scheme, authority, path):
+    block = b"\x83"  # :method POST (static 3)
+    block += b"\x87" if scheme == "https" else b"\x86"  # :scheme (static 7 / 6)
+    block += _hpack_int(4, 4) + _hpack_str(path)  # :path, literal without indexing, indexed name 4
+    block += _hpack_int(1, 4) + _hpack_str(authority)  # :authority (1)
+    block += _hpack_int(31, 4) + _hpack_str("application/grpc")  # content-type (31)
+    block += b"\x00" + _hpack_str("te") + _hpack_str("trailers")
+    return block
+
+
+def _varint(buf, pos):
+    result = shift = 0
+    while True:
+        byte = buf[pos]
+        pos += 1
+        result |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return result, pos
+        shift += 7
+
+
+def _snapshot_blob(msg):
+    """The bytes of field 3 (blob) of a SnapshotResponse protobuf message."""
+    pos, blob = 0, b""
+    view = memoryview(msg)
+    while pos < len(msg):
+        key, pos = _varint(msg, pos)
+        field, wire = key >> 3, key & 7
+        if wire == 0:
+            _, pos = _varint(msg, pos)
+        elif wire == 2:
+            size, pos = _varint(msg, pos)
+            if field == 3:
+                blob = bytes(view[pos : pos + size])
+            pos += size
+        elif wire == 1:
+            pos += 8
+        elif wire == 5:
+            pos += 4
+        else:
+            raise GrpcUnavailable(f"unexpected protobuf wire type {wire}")
+    return blob
+
+
+def grpc_snapshot(client, out, progress=None):
+    """Stream a snapshot over gRPC (HTTP/2) into `out`; returns bytes written.
+
+    Raises GrpcUnavailable when HTTP/2 cannot be set up or the stream fails; bytes may already have
+    been written to `out` then, so the caller must truncate it before falling back.
+    """
+    try:
+        sock = socket.create_connection((client.host, client.port), timeout=client.timeout)
+    except OSError as exc:
+        raise GrpcUnavailable(f"connect: {exc}") from None
+    try:
+        if client.scheme == "https":
+            ctx = _alpn_context(client)  # a private context: the shared one stays HTTP/1.1
+            try:
+                sock = ctx.wrap_socket(sock, server_hostname=client.host)
+            except (ssl.SSLError, OSError) as exc:
+                raise GrpcUnavailable(f"TLS: {exc}") from None
+            if sock.selected_alpn_protocol() != "h2":
+                raise GrpcUnavailable("the server did not negotiate HTTP/2")
+        reader = sock.makefile("rb", buffering=1 << 20)
+        authority = f"{client.host}:{client.port}"
+        settings = (4).to_bytes(2, "big") + _H2_WINDOW_MAX.to_bytes(4, "big")  # INITIAL_WINDOW_SIZE
+        settings += (5).to_bytes(2, "big") + (1 << 20).to_bytes(4, "big")  # MAX_FRAME_SIZE 1 MiB
+        sock.sendall(
+            _H2_PREFACE
+            + _h2_frame(_H2_SETTINGS, 0, 0, settings)
+            + _h2_frame(_H2_WINDOW, 0, 0, (_H2_WINDOW_MAX - 65535).to_bytes(4, "big"))
+            + _h2_frame(
+                _H2_HEADERS,
+                0x4,
+                1,
+                _hpack_request(client.scheme, authority, "/etcdserverpb.Maintenance/Snapshot"),
+            )
+            + _h2_frame(_H2_DATA, _H2_END_STREAM, 1, b"\x00\x00\x00\x00\x00")
+        )
+        pending = bytearray()
+        total = unacked = 0
+        while True:
+            head = reader.read(9)
+            if len(head) < 9:
+                raise GrpcUnavailable("connection closed before the end of the stream")
+            length = int.from_bytes(head[:3], "big")
+            ftype, flags, stream = head[3], head[4], int.from_bytes(head[5:9], "big") & 0x7FFFFFFF
+            payload = reader.read(length) if length else b""
+            if len(payload) < length:
+                raise GrpcUnavailable("connection closed inside a frame")
+            if ftype == _H2_DATA and stream == 1:
+                data = payload
+                if flags & _H2_PADDED:
+                    data = payload[1 : len(payload) - payload[0]]
+                pending += data
+                while len(pending) >= 5:
+                    if pending[0] != 0:
+                        raise GrpcUnavailable("compressed gRPC message")
+                    size = int.from_bytes(pending[1:5], "big")
+                    if len(pending) < 5 + size:
+                        break
+                    chunk = _snapshot_blob(bytes(pending[5 : 5 + size]))
+                    del pending[: 5 + size]
+                    out.write(chunk)
+                    total += len(chunk)
+                    if progress:
+                        progress(total)
+                unacked += length
+                if unacked >= 1 << 22:  # give the window back in 4 MiB steps
+                    inc = unacked.to_bytes(4, "big")
+                    sock.sendall(_h2_frame(_H2_WINDOW, 0, 0, inc) + _h2_frame(_H2_WINDOW, 0, 1, inc))
+                    unacked = 0
+                if flags & _H2_END_STREAM:
+                    break
+            elif ftype == _H2_HEADERS and stream == 1:
+                if flags & _H2_END_STREAM:  # trailers (or a trailers-only error reply)
+                    break
+            elif ftype == _H2_SETTINGS and not flags & _H2_ACK:
+                sock.sendall(_h2_frame(_H2_SETTINGS, _H2_ACK, 0))
+            elif ftype == _H2_PING and not flags & _H2_ACK:
+                sock.sendall(_h2_frame(_H2_PING, _H2_ACK, 0, payload))
+            elif ftype in (_H2_RST, _H2_GOAWAY):
+                raise GrpcUnavailable("the server reset the stream")
+        if pending:
+            raise GrpcUnavailable("the stream ended inside a gRPC message")
+        return total
+    except (OSError, IndexError, ValueError) as exc:
+        raise GrpcUnavailable(str(exc) or exc.__class__.__name__) from None
+    finally:
+        sock.close()
+
+
+def _alpn_context(client):
+    """An SSL context like the client's, offering only HTTP/2 through ALPN."""
+    ctx = make_ssl_context(client.ca_file, client.cert_file, client.key_file, client.validate_certs)
+    ctx.set_alpn_protocols(["h2"])
+    return ctx
+
+
+def _lines(resp, block=1 << 20):
+    """Yield the non-empty lines of a streamed response, reading large blocks (much faster than readline)."""
+    pending = b""
+    while True:
+        data = resp.read1(block) if hasattr(resp, "read1") else resp.read(block)
+        if not data:
+            break
+        parts = (pending + data).split(b"\n")
+        pending = parts.pop()
+        for part in parts:
+            part = part.strip()
+            if part:
+                yield part
+    pending = pending.strip()
+    if pending:
+        yield pending
 
 
 def client_from_params(endpoint, params):

@@ -133,6 +133,25 @@ def test_tls_with_the_right_ca_and_client_cert(tls_cluster, tls_files):  # noqa:
     assert result["split_brain"] is False
 
 
+@pytest.mark.parametrize("transport", ["grpc", "gateway"])
+def test_tls_snapshot_save(tls_cluster, tls_files, tmp_path, transport):  # noqa: F811
+    tls = {"ca_file": tls_files.ca, "cert_file": tls_files.client_cert, "key_file": tls_files.client_key}
+    target = tmp_path / "tls.db"
+    args = {
+        "operation": "save",
+        "endpoints": tls_cluster.endpoints,
+        "path": str(target),
+        "transport": transport,
+    }
+    result = run_module(etcd_snapshot, {**args, **tls})
+    assert result.get("failed") is not True, result.get("msg")
+    assert result["transport"] == transport and result["has_hash"] and target.exists()
+    # Without the client certificate: a clear failure and no file.
+    bad = run_module(etcd_snapshot, {**args, "path": str(tmp_path / "no.db"), "ca_file": tls_files.ca})
+    assert bad["failed"] and tls_cluster.endpoints[0] in bad["msg"]
+    assert not (tmp_path / "no.db").exists()
+
+
 def tls_error(tls_cluster, **tls):
     result = probe(tls_cluster.endpoints[0], **tls)
     if result.get("failed"):

@@ -50,6 +50,24 @@ def test_save(saved):
     assert [p.name for p in path.parent.iterdir()] == ["etcd-0.db"]  # no temp file left
 
 
+def test_grpc_and_gateway_give_the_same_file(saved, tmp_path):
+    _version, cluster, path, first = saved
+    assert first["transport"] == "grpc"
+    for transport in ("gateway", "grpc"):
+        target = tmp_path / f"{transport}.db"
+        result = run_module(
+            etcd_snapshot,
+            {
+                "operation": "save",
+                "endpoints": cluster.endpoints,
+                "path": str(target),
+                "transport": transport,
+            },
+        )
+        assert result["transport"] == transport and result["sha256"] == first["sha256"]
+        assert target.read_bytes() == path.read_bytes()
+
+
 def test_save_again_keeps_the_file(saved):
     _version, cluster, path, first = saved
     before = path.stat().st_mtime_ns

@@ -172,3 +172,31 @@ def test_common_argument_spec_shape():
     assert set(spec) == {"timeout", "ca_file", "cert_file", "key_file", "validate_certs"}
     assert spec["validate_certs"]["default"] is True
     assert spec["timeout"]["type"] == "float"
+
+
+def test_tail_hash_writer_checks_the_trailing_sha256():
+    import hashlib
+    import io
+
+    db = bytes(range(256)) * 100
+    for chunks in (
+        [db + hashlib.sha256(db).digest()],
+        [db[:1000], db[1000:] + hashlib.sha256(db).digest()[:5], hashlib.sha256(db).digest()[5:]],
+    ):
+        out = io.BytesIO()
+        w = ec._TailHashWriter(out)
+        for c in chunks:
+            w.write(c)
+        assert w.intact() and out.getvalue() == db + hashlib.sha256(db).digest()
+    w = ec._TailHashWriter(io.BytesIO())
+    w.write(db[:-1] + hashlib.sha256(db).digest())
+    assert not w.intact()
+
+
+def test_hpack_integer_and_snapshot_blob():
+    assert ec._hpack_int(10, 5) == b"\x0a"
+    assert ec._hpack_int(1337, 5) == b"\x1f\x9a\x0a"  # RFC 7541 C.1.2
+    assert ec._hpack_int(31, 4) == b"\x0f\x10"
+    # SnapshotResponse{header: {...}, remaining_bytes: 300, blob: b"abc"}
+    msg = b"\x0a\x02\x08\x01" + b"\x10\xac\x02" + b"\x1a\x03abc"
+    assert ec._snapshot_blob(msg) == b"abc"
