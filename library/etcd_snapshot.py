@@ -255,8 +255,12 @@ BOLT_MAGIC = 0xED0CDAED
 CHUNK = 1 << 20
 
 
-def verify_snapshot_file(path, skip_hash_check=False):
-    """Check the file: bolt magic, size shape, trailing sha256. Returns facts; raises EtcdError."""
+def verify_snapshot_file(path, skip_hash_check=False, verified_sha256=None):
+    """Check the file: bolt magic, size shape, trailing sha256. Returns facts; raises EtcdError.
+
+    verified_sha256: the hash was already checked while the file was written (save): compare the
+    stored hash with it instead of reading the whole file again.
+    """
     try:
         size = os.path.getsize(path)
     except OSError as exc:
@@ -269,6 +273,18 @@ def verify_snapshot_file(path, skip_hash_check=False):
         magic = int.from_bytes(head[16:20], "little")
         if magic != BOLT_MAGIC:
             raise EtcdError(f"Snapshot {path} is not an etcd (bbolt) database: bad magic at its start")
+        if rem == SNAPSHOT_HASH_SIZE and verified_sha256:
+            f.seek(size - SNAPSHOT_HASH_SIZE)
+            stored = f.read(SNAPSHOT_HASH_SIZE)
+            if stored.hex() != verified_sha256:
+                raise EtcdError(f"Snapshot {path} does not end with the hash verified while it was written")
+            return {
+                "path": path,
+                "size": size,
+                "db_size": size - SNAPSHOT_HASH_SIZE,
+                "sha256": stored.hex(),
+                "has_hash": True,
+            }
         if rem == SNAPSHOT_HASH_SIZE:
             db_size = size - SNAPSHOT_HASH_SIZE
             f.seek(0)
@@ -398,7 +414,7 @@ def save(params, check_mode, runner, which):
                 _written, used = client.snapshot(out, transport=params.get("transport") or "auto")
                 out.flush()
                 os.fsync(out.fileno())
-            facts = verify_snapshot_file(tmp)
+            facts = verify_snapshot_file(tmp, verified_sha256=client.last_snapshot_sha256)
             if not facts["has_hash"]:
                 raise EtcdError(f"etcd at {endpoint} sent a snapshot without its sha256")
             os.chmod(tmp, 0o600)

@@ -26,8 +26,10 @@ import hashlib
 import http.client
 import json
 import os
+import queue
 import socket
 import ssl
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import urlsplit
@@ -258,6 +260,7 @@ class EtcdClient:
             self.ssl_context = make_ssl_context(ca_file, cert_file, key_file, validate_certs)
         self._conn = None
         self.last_clock_offset = None
+        self.last_snapshot_sha256 = None
         self.ca_file, self.cert_file, self.key_file = ca_file, cert_file, key_file
         self.validate_certs = validate_certs
 
@@ -463,9 +466,13 @@ class EtcdClient:
             start = out.tell()
             hashing = _TailHashWriter(out)
             try:
-                written = grpc_snapshot(self, hashing, progress)
+                try:
+                    written = grpc_snapshot(self, hashing, progress)
+                finally:
+                    hashing.finish()
                 if not hashing.intact():
                     raise GrpcUnavailable("the stream did not end with the sha256 of the database")
+                self.last_snapshot_sha256 = hashing.sha256()
                 return written, "grpc"
             except GrpcUnavailable as exc:
                 if transport == "grpc":
@@ -474,7 +481,20 @@ class EtcdClient:
                     ) from None
                 out.seek(start)
                 out.truncate()
-        return self._snapshot_gateway(out, progress), "gateway"
+        hashing = _TailHashWriter(out)
+        try:
+            written = self._snapshot_gateway(hashing, progress)
+        finally:
+            hashing.finish()
+        if not hashing.intact():
+            raise EtcdError(
+                f"etcd at {self.endpoint} sent a snapshot that does not end with the sha256 of its database "
+                "(cut or corrupted in transit)",
+                self.endpoint,
+                "protocol",
+            )
+        self.last_snapshot_sha256 = hashing.sha256()
+        return written, "gateway"
 
     def _snapshot_gateway(self, out, progress=None):
         """Stream the member's snapshot through the JSON gateway into the binary file object `out`.
@@ -542,23 +562,72 @@ _H2_WINDOW_MAX = 2**31 - 1
 
 
 class _TailHashWriter:
-    """Passes writes through and hashes all but the last 32 bytes, to check etcd's trailing sha256."""
+    """Writes to `out` and hashes all but the last 32 bytes, to check etcd's trailing sha256.
 
-    def __init__(self, out):
+    Writing and hashing run in a background thread (both release the GIL), so they overlap with
+    reading the network. Call finish() (or intact(), which calls it) before using `out`; an error
+    of the writer thread (a full disk) is raised there or on a later write().
+    """
+
+    def __init__(self, out, threaded=True):
         self.out = out
         self.sha = hashlib.sha256()
         self.tail = b""
+        self.error = None
+        self.queue = None
+        self.thread = None
+        if threaded:
+            self.queue = queue.Queue(maxsize=256)
+            self.thread = threading.Thread(target=self._drain, daemon=True)
+            self.thread.start()
+
+    def _consume(self, data):
+        self.out.write(data)
+        buf = self.tail + data if len(data) < SNAPSHOT_HASH_SIZE else None
+        if buf is None:  # the common case: no copy of the chunk
+            if self.tail:
+                self.sha.update(self.tail)
+            self.sha.update(memoryview(data)[:-SNAPSHOT_HASH_SIZE])
+            self.tail = bytes(data[-SNAPSHOT_HASH_SIZE:])
+        else:
+            if len(buf) > SNAPSHOT_HASH_SIZE:
+                self.sha.update(buf[:-SNAPSHOT_HASH_SIZE])
+                buf = buf[-SNAPSHOT_HASH_SIZE:]
+            self.tail = buf
+
+    def _drain(self):
+        while True:
+            data = self.queue.get()
+            if data is None:
+                return
+            if self.error is None:
+                try:
+                    self._consume(data)
+                except Exception as exc:  # reported by write()/finish() in the caller's thread
+                    self.error = exc
 
     def write(self, data):
-        self.out.write(data)
-        buf = self.tail + data
-        if len(buf) > SNAPSHOT_HASH_SIZE:
-            self.sha.update(buf[:-SNAPSHOT_HASH_SIZE])
-            buf = buf[-SNAPSHOT_HASH_SIZE:]
-        self.tail = buf
+        if self.error is not None:
+            raise self.error
+        if self.queue is None:
+            self._consume(data)
+        else:
+            self.queue.put(data)
+
+    def finish(self):
+        if self.thread is not None:
+            self.queue.put(None)
+            self.thread.join()
+            self.thread = None
+        if self.error is not None:
+            raise self.error
 
     def intact(self):
+        self.finish()
         return len(self.tail) == SNAPSHOT_HASH_SIZE and self.sha.digest() == self.tail
+
+    def sha256(self):
+        return self.tail.hex()
 
 
 class GrpcUnavailable(Exception):
