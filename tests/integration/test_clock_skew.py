@@ -341,6 +341,22 @@ def test_pid_that_is_not_etcd(sleeper):
     assert sleeper.poll() is None
 
 
+def test_process_traced_by_someone_else(make_member):
+    member = make_member("3.4")
+    member.start()
+    other = vc._Tracer(member.pid)  # stands in for a debugger or another chaos tool
+    other.attach_all()
+    try:
+        with pytest.raises(
+            vc.ClockSkewError, match=rf"^process {member.pid} is already traced by pid {os.getpid()}$"
+        ):
+            vc.apply(member.pid, 90)
+    finally:
+        other.detach_all()
+    member.put("after", "tracer")
+    assert vc.status(member.pid) is None
+
+
 @pytest.mark.parametrize(
     ("stage_method", "stage_text"),
     [("attach_all", "stopping its threads"), ("step_out_of", "moving threads out of clock_gettime")],
