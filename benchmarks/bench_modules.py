@@ -167,7 +167,7 @@ def bench_diff(binaries, nkeys, repeat):
         params = {
             "endpoints": endpoints,
             "prefix": "",
-            "page_size": 5000,
+            "page_size": 10000,  # the module default
             "max_items": 10,
             "report_path": None,
             "serializable": True,

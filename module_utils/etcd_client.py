@@ -700,92 +700,267 @@ def _snapshot_blob(msg):
     return blob
 
 
+class GrpcChannel:
+    """One HTTP/2 connection to a member's client URL for sequential gRPC calls (stream ids 1, 3, ...)."""
+
+    def __init__(self, client):
+        self.client = client
+        self.next_stream = 1
+        try:
+            sock = socket.create_connection((client.host, client.port), timeout=client.timeout)
+        except OSError as exc:
+            raise GrpcUnavailable(f"connect: {exc}") from None
+        try:
+            if client.scheme == "https":
+                ctx = _alpn_context(client)  # a private context: the shared one stays HTTP/1.1
+                try:
+                    sock = ctx.wrap_socket(sock, server_hostname=client.host)
+                except (ssl.SSLError, OSError) as exc:
+                    raise GrpcUnavailable(f"TLS: {exc}") from None
+                if sock.selected_alpn_protocol() != "h2":
+                    raise GrpcUnavailable("the server did not negotiate HTTP/2")
+            self.sock = sock
+            self.reader = sock.makefile("rb", buffering=1 << 20)
+            settings = (4).to_bytes(2, "big") + _H2_WINDOW_MAX.to_bytes(4, "big")  # INITIAL_WINDOW_SIZE
+            settings += (5).to_bytes(2, "big") + (1 << 20).to_bytes(4, "big")  # MAX_FRAME_SIZE 1 MiB
+            sock.sendall(
+                _H2_PREFACE
+                + _h2_frame(_H2_SETTINGS, 0, 0, settings)
+                + _h2_frame(_H2_WINDOW, 0, 0, (_H2_WINDOW_MAX - 65535).to_bytes(4, "big"))
+            )
+        except GrpcUnavailable:
+            sock.close()
+            raise
+        except OSError as exc:
+            sock.close()
+            raise GrpcUnavailable(str(exc)) from None
+
+    def close(self):
+        try:
+            self.reader.close()
+        finally:
+            self.sock.close()
+
+    def call(self, path, request=b""):
+        """Yield the reply messages (bytes) of one call. A call whose reply carries no message at all
+        (an error: the status is in trailers that are not decoded here) raises GrpcUnavailable."""
+        sid = self.next_stream
+        self.next_stream += 2
+        client = self.client
+        authority = f"{client.host}:{client.port}"
+        body = b"\x00" + len(request).to_bytes(4, "big") + request
+        try:
+            self.sock.sendall(
+                _h2_frame(_H2_HEADERS, 0x4, sid, _hpack_request(client.scheme, authority, path))
+                + _h2_frame(_H2_DATA, _H2_END_STREAM, sid, body)
+            )
+            pending = bytearray()
+            unacked = messages = 0
+            reader, sock = self.reader, self.sock
+            while True:
+                head = reader.read(9)
+                if len(head) < 9:
+                    raise GrpcUnavailable("connection closed before the end of the reply")
+                length = int.from_bytes(head[:3], "big")
+                ftype, flags, stream = head[3], head[4], int.from_bytes(head[5:9], "big") & 0x7FFFFFFF
+                payload = reader.read(length) if length else b""
+                if len(payload) < length:
+                    raise GrpcUnavailable("connection closed inside a frame")
+                if ftype == _H2_DATA and stream == sid:
+                    data = payload
+                    if flags & _H2_PADDED:
+                        data = payload[1 : len(payload) - payload[0]]
+                    pending += data
+                    while len(pending) >= 5:
+                        if pending[0] != 0:
+                            raise GrpcUnavailable("compressed gRPC message")
+                        size = int.from_bytes(pending[1:5], "big")
+                        if len(pending) < 5 + size:
+                            break
+                        message = bytes(pending[5 : 5 + size])
+                        del pending[: 5 + size]
+                        messages += 1
+                        yield message
+                    unacked += length
+                    if unacked >= 1 << 22:  # give the window back in 4 MiB steps
+                        inc = unacked.to_bytes(4, "big")
+                        sock.sendall(_h2_frame(_H2_WINDOW, 0, 0, inc) + _h2_frame(_H2_WINDOW, 0, sid, inc))
+                        unacked = 0
+                    if flags & _H2_END_STREAM:
+                        break
+                elif ftype == _H2_HEADERS and stream == sid:
+                    if flags & _H2_END_STREAM:  # trailers (or a trailers-only error reply)
+                        break
+                elif ftype == _H2_DATA and stream != sid:
+                    unacked += length
+                elif ftype == _H2_SETTINGS and not flags & _H2_ACK:
+                    sock.sendall(_h2_frame(_H2_SETTINGS, _H2_ACK, 0))
+                elif ftype == _H2_PING and not flags & _H2_ACK:
+                    sock.sendall(_h2_frame(_H2_PING, _H2_ACK, 0, payload))
+                elif ftype == _H2_GOAWAY or (ftype == _H2_RST and stream == sid):
+                    raise GrpcUnavailable("the server reset the stream")
+            if unacked:  # keep the connection window open for the next call
+                sock.sendall(_h2_frame(_H2_WINDOW, 0, 0, unacked.to_bytes(4, "big")))
+            if pending:
+                raise GrpcUnavailable("the reply ended inside a gRPC message")
+            if not messages:
+                raise GrpcUnavailable(f"{path} returned an error status")
+        except (OSError, IndexError, ValueError) as exc:
+            raise GrpcUnavailable(str(exc) or exc.__class__.__name__) from None
+
+
 def grpc_snapshot(client, out, progress=None):
     """Stream a snapshot over gRPC (HTTP/2) into `out`; returns bytes written.
 
     Raises GrpcUnavailable when HTTP/2 cannot be set up or the stream fails; bytes may already have
     been written to `out` then, so the caller must truncate it before falling back.
     """
+    channel = GrpcChannel(client)
+    total = 0
     try:
-        sock = socket.create_connection((client.host, client.port), timeout=client.timeout)
-    except OSError as exc:
-        raise GrpcUnavailable(f"connect: {exc}") from None
-    try:
-        if client.scheme == "https":
-            ctx = _alpn_context(client)  # a private context: the shared one stays HTTP/1.1
-            try:
-                sock = ctx.wrap_socket(sock, server_hostname=client.host)
-            except (ssl.SSLError, OSError) as exc:
-                raise GrpcUnavailable(f"TLS: {exc}") from None
-            if sock.selected_alpn_protocol() != "h2":
-                raise GrpcUnavailable("the server did not negotiate HTTP/2")
-        reader = sock.makefile("rb", buffering=1 << 20)
-        authority = f"{client.host}:{client.port}"
-        settings = (4).to_bytes(2, "big") + _H2_WINDOW_MAX.to_bytes(4, "big")  # INITIAL_WINDOW_SIZE
-        settings += (5).to_bytes(2, "big") + (1 << 20).to_bytes(4, "big")  # MAX_FRAME_SIZE 1 MiB
-        sock.sendall(
-            _H2_PREFACE
-            + _h2_frame(_H2_SETTINGS, 0, 0, settings)
-            + _h2_frame(_H2_WINDOW, 0, 0, (_H2_WINDOW_MAX - 65535).to_bytes(4, "big"))
-            + _h2_frame(
-                _H2_HEADERS,
-                0x4,
-                1,
-                _hpack_request(client.scheme, authority, "/etcdserverpb.Maintenance/Snapshot"),
-            )
-            + _h2_frame(_H2_DATA, _H2_END_STREAM, 1, b"\x00\x00\x00\x00\x00")
-        )
-        pending = bytearray()
-        total = unacked = 0
-        while True:
-            head = reader.read(9)
-            if len(head) < 9:
-                raise GrpcUnavailable("connection closed before the end of the stream")
-            length = int.from_bytes(head[:3], "big")
-            ftype, flags, stream = head[3], head[4], int.from_bytes(head[5:9], "big") & 0x7FFFFFFF
-            payload = reader.read(length) if length else b""
-            if len(payload) < length:
-                raise GrpcUnavailable("connection closed inside a frame")
-            if ftype == _H2_DATA and stream == 1:
-                data = payload
-                if flags & _H2_PADDED:
-                    data = payload[1 : len(payload) - payload[0]]
-                pending += data
-                while len(pending) >= 5:
-                    if pending[0] != 0:
-                        raise GrpcUnavailable("compressed gRPC message")
-                    size = int.from_bytes(pending[1:5], "big")
-                    if len(pending) < 5 + size:
-                        break
-                    chunk = _snapshot_blob(bytes(pending[5 : 5 + size]))
-                    del pending[: 5 + size]
-                    out.write(chunk)
-                    total += len(chunk)
-                    if progress:
-                        progress(total)
-                unacked += length
-                if unacked >= 1 << 22:  # give the window back in 4 MiB steps
-                    inc = unacked.to_bytes(4, "big")
-                    sock.sendall(_h2_frame(_H2_WINDOW, 0, 0, inc) + _h2_frame(_H2_WINDOW, 0, 1, inc))
-                    unacked = 0
-                if flags & _H2_END_STREAM:
-                    break
-            elif ftype == _H2_HEADERS and stream == 1:
-                if flags & _H2_END_STREAM:  # trailers (or a trailers-only error reply)
-                    break
-            elif ftype == _H2_SETTINGS and not flags & _H2_ACK:
-                sock.sendall(_h2_frame(_H2_SETTINGS, _H2_ACK, 0))
-            elif ftype == _H2_PING and not flags & _H2_ACK:
-                sock.sendall(_h2_frame(_H2_PING, _H2_ACK, 0, payload))
-            elif ftype in (_H2_RST, _H2_GOAWAY):
-                raise GrpcUnavailable("the server reset the stream")
-        if pending:
-            raise GrpcUnavailable("the stream ended inside a gRPC message")
-        return total
-    except (OSError, IndexError, ValueError) as exc:
-        raise GrpcUnavailable(str(exc) or exc.__class__.__name__) from None
+        for message in channel.call("/etcdserverpb.Maintenance/Snapshot"):
+            chunk = _snapshot_blob(message)
+            out.write(chunk)
+            total += len(chunk)
+            if progress:
+                progress(total)
     finally:
-        sock.close()
+        channel.close()
+    return total
+
+
+def _pb_bytes(field, data):
+    return _pb_varint((field << 3) | 2) + _pb_varint(len(data)) + data
+
+
+def _pb_varint(value):
+    out = bytearray()
+    while value >= 0x80:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def range_request(key, range_end=None, limit=0, revision=0, serializable=False):
+    """Encode an etcdserverpb.RangeRequest."""
+    msg = _pb_bytes(1, key)
+    if range_end is not None:
+        msg += _pb_bytes(2, range_end)
+    if limit:
+        msg += b"\x18" + _pb_varint(int(limit))
+    if revision:
+        msg += b"\x20" + _pb_varint(int(revision))
+    if serializable:
+        msg += b"\x38\x01"
+    return msg
+
+
+def parse_range_response(msg):
+    """Split an etcdserverpb.RangeResponse: (revision, more, [(key bytes, raw KeyValue bytes)])."""
+    kvs = []
+    append = kvs.append
+    pos, n = 0, len(msg)
+    revision, more = 0, False
+    while pos < n:
+        tag = msg[pos]
+        pos += 1
+        if tag & 7 == 2:
+            size = msg[pos]
+            pos += 1
+            if size & 0x80:
+                size &= 0x7F
+                shift = 7
+                while True:
+                    byte = msg[pos]
+                    pos += 1
+                    size |= (byte & 0x7F) << shift
+                    if byte < 0x80:
+                        break
+                    shift += 7
+            end = pos + size
+            if tag == 0x12:  # kvs
+                kv = msg[pos:end]
+                klen = kv[1]
+                if kv[0] == 0x0A and klen < 0x80:
+                    append((kv[2 : 2 + klen], kv))
+                else:
+                    append((parse_kv(kv)["key"], kv))
+            elif tag == 0x0A:  # header
+                revision = _pb_fields(msg[pos:end]).get(3, 0)
+            pos = end
+        elif tag & 7 == 0:
+            value, pos = _varint(msg, pos)
+            if tag == 0x18:
+                more = bool(value)
+        else:
+            raise ValueError(f"unexpected protobuf tag {tag} in RangeResponse")
+    return revision, more, kvs
+
+
+def _pb_fields(msg):
+    """Decode a flat protobuf message into {field: value} (last value wins; bytes or int)."""
+    fields = {}
+    pos = 0
+    while pos < len(msg):
+        key, pos = _varint(msg, pos)
+        field, wire = key >> 3, key & 7
+        if wire == 0:
+            fields[field], pos = _varint(msg, pos)
+        elif wire == 2:
+            size, pos = _varint(msg, pos)
+            fields[field] = msg[pos : pos + size]
+            pos += size
+        elif wire == 1:
+            pos += 8
+        elif wire == 5:
+            pos += 4
+        else:
+            raise ValueError(f"unexpected protobuf wire type {wire}")
+    return fields
+
+
+def kv_value(kv):
+    """The value bytes of an mvccpb.KeyValue (raw bytes) or a gateway kv dict; fast path for diffs."""
+    if isinstance(kv, dict):
+        return unb64(kv.get("value", ""))
+    pos, n = 0, len(kv)
+    while pos < n:
+        tag = kv[pos]
+        pos += 1
+        wire = tag & 7
+        if wire == 0:
+            while kv[pos] & 0x80:
+                pos += 1
+            pos += 1
+        elif wire == 2:
+            size, pos = _varint(kv, pos)
+            if tag == 0x2A:
+                return kv[pos : pos + size]
+            pos += size
+        else:
+            return parse_kv(kv)["value"]
+    return b""
+
+
+def parse_kv(kv):
+    """An mvccpb.KeyValue (raw bytes) or a gateway kv dict -> dict of key/value bytes and ints."""
+    if isinstance(kv, dict):
+        return {
+            "key": unb64(kv.get("key", "")),
+            "value": unb64(kv.get("value", "")),
+            "create_revision": int(kv.get("create_revision", 0)),
+            "mod_revision": int(kv.get("mod_revision", 0)),
+            "version": int(kv.get("version", 0)),
+        }
+    f = _pb_fields(kv)
+    return {
+        "key": bytes(f.get(1, b"")),
+        "value": bytes(f.get(5, b"")),
+        "create_revision": f.get(2, 0),
+        "mod_revision": f.get(3, 0),
+        "version": f.get(4, 0),
+    }
 
 
 def _alpn_context(client):

@@ -65,6 +65,18 @@ def test_diff_of_a_fork(etcd_cluster_factory, version, tmp_path):  # noqa: F811
     assert conflicts["/app/k02"]["left"]["value"] == "majority-value"
     assert conflicts["/app/k01"]["right"]["mod_revision"] > conflicts["/app/k01"]["left"]["mod_revision"]
 
+    assert result["left"]["transport"] == "grpc" and result["right"]["transport"] == "grpc"
+    # The JSON gateway gives the same answer, entry for entry.
+    gateway = run_module(
+        etcd_kv_diff, {**args, "report_path": str(tmp_path / "gw.json"), "transport": "gateway"}
+    )
+    assert gateway["left"]["transport"] == "gateway" and gateway["counts"] == result["counts"]
+    assert json.loads((tmp_path / "gw.json").read_text()) == {
+        **data,
+        "left": {**data["left"], "transport": "gateway"},
+        "right": {**data["right"], "transport": "gateway"},
+    }
+
     # Same data: the report is unchanged; check mode writes nothing.
     assert run_module(etcd_kv_diff, args)["changed"] is False
     other = tmp_path / "other.json"

@@ -200,3 +200,27 @@ def test_hpack_integer_and_snapshot_blob():
     # SnapshotResponse{header: {...}, remaining_bytes: 300, blob: b"abc"}
     msg = b"\x0a\x02\x08\x01" + b"\x10\xac\x02" + b"\x1a\x03abc"
     assert ec._snapshot_blob(msg) == b"abc"
+
+
+def test_range_request_and_response_codec():
+    req = ec.range_request(b"/a", b"/b", limit=300, revision=7, serializable=True)
+    assert req == b"\x0a\x02/a\x12\x02/b\x18\xac\x02\x20\x07\x38\x01"
+    kv1 = b"\x0a\x02/a" + b"\x10\x05\x18\x09\x20\x02" + b"\x2a\x03v\xff1"
+    kv2 = b"\x0a\x03/ab" + b"\x10\x06\x18\x06\x20\x01"  # empty value: field omitted
+    header = b"\x08\x01\x10\x02\x18\x2a\x20\x03"  # cluster 1, member 2, revision 42, term 3
+    msg = b"\x0a" + bytes([len(header)]) + header
+    msg += b"\x12" + bytes([len(kv1)]) + kv1 + b"\x12" + bytes([len(kv2)]) + kv2 + b"\x18\x01\x20\x05"
+    revision, more, kvs = ec.parse_range_response(msg)
+    assert revision == 42 and more is True
+    assert [k for k, _ in kvs] == [b"/a", b"/ab"]
+    assert ec.parse_kv(kvs[0][1]) == {
+        "key": b"/a",
+        "value": b"v\xff1",
+        "create_revision": 5,
+        "mod_revision": 9,
+        "version": 2,
+    }
+    assert ec.parse_kv(kvs[1][1])["value"] == b""
+    assert ec.kv_value(kvs[0][1]) == b"v\xff1" and ec.kv_value(kvs[1][1]) == b""
+    gateway = {"key": "L2E=", "value": "dv8x", "create_revision": "5", "mod_revision": "9", "version": "2"}
+    assert ec.parse_kv(gateway) == ec.parse_kv(kvs[0][1])
