@@ -223,6 +223,8 @@ report:
   elements: str
 """
 
+import traceback
+
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.etcd_client import (
     ETCD_COMMON_ARGUMENT_SPEC,
@@ -714,6 +716,12 @@ def main():
         result = run(module.params)
     except EtcdError as exc:
         module.fail_json(msg=str(exc), changed=False)
+    except Exception as exc:  # a bug, not an operator error: still one line, details with -vvv
+        module.fail_json(
+            msg=f"Unexpected error ({exc.__class__.__name__}): {exc}",
+            changed=False,
+            exception=traceback.format_exc(),
+        )
     module.exit_json(**result)
 
 

@@ -172,6 +172,7 @@ import hashlib
 import json
 import os
 import tempfile
+import traceback
 from binascii import a2b_base64
 from concurrent.futures import ThreadPoolExecutor
 
@@ -481,6 +482,12 @@ def main():
         module.fail_json(msg=str(exc), changed=False)
     except OSError as exc:
         module.fail_json(msg=f"Cannot write the report: {exc}", changed=False)
+    except Exception as exc:  # a bug, not an operator error: still one line, details with -vvv
+        module.fail_json(
+            msg=f"Unexpected error ({exc.__class__.__name__}): {exc}",
+            changed=False,
+            exception=traceback.format_exc(),
+        )
     module.exit_json(**result)
 
 

@@ -176,6 +176,8 @@ initial_cluster:
   type: str
 """
 
+import traceback
+
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.etcd_client import (
     ETCD_COMMON_ARGUMENT_SPEC,
@@ -471,6 +473,12 @@ def main():
         result = run(module.params, module.check_mode)
     except EtcdError as exc:
         module.fail_json(msg=str(with_hint(exc)), changed=False)
+    except Exception as exc:  # a bug, not an operator error: still one line, details with -vvv
+        module.fail_json(
+            msg=f"Unexpected error ({exc.__class__.__name__}): {exc}",
+            changed=False,
+            exception=traceback.format_exc(),
+        )
     warnings = result.pop("warnings", [])
     for w in warnings:
         module.warn(w)

@@ -241,6 +241,7 @@ import json
 import os
 import shutil
 import tempfile
+import traceback
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.etcd_client import (
@@ -635,6 +636,12 @@ def main():
         module.fail_json(msg=str(exc), changed=False)
     except OSError as exc:
         module.fail_json(msg=f"File system error: {exc}", changed=False)
+    except Exception as exc:  # a bug, not an operator error: still one line, details with -vvv
+        module.fail_json(
+            msg=f"Unexpected error ({exc.__class__.__name__}): {exc}",
+            changed=False,
+            exception=traceback.format_exc(),
+        )
     module.exit_json(**result)
 
 
