@@ -342,7 +342,7 @@ class _Tracer:
     def attach_all(self) -> None:
         """Seize and stop every thread, re-reading /proc/PID/task until no new thread appears."""
         seen: set[int] = set()
-        while True:
+        for _round in range(100):
             try:
                 tids = sorted(int(t) for t in os.listdir(f"/proc/{self.pid}/task"))
             except FileNotFoundError:
@@ -357,14 +357,17 @@ class _Tracer:
                 except _ThreadGone:
                     continue  # the thread exited between listdir and seize
                 except OSError as e:
-                    if e.errno == errno.EPERM and _exiting(self.pid):
+                    if e.errno != errno.EPERM:
+                        raise
+                    # ptrace refuses a task that is exiting with the same EPERM as a missing permission.
+                    if tid != self.pid and _exiting(self.pid, tid):
+                        continue
+                    if _exiting(self.pid):
                         raise _ThreadGone(self.pid) from None
-                    if e.errno == errno.EPERM:
-                        raise ClockSkewError(
-                            f"ptrace not permitted on pid {self.pid} (needs root/CAP_SYS_PTRACE; "
-                            "check kernel.yama.ptrace_scope and that no other tracer is attached)"
-                        ) from None
-                    raise
+                    raise ClockSkewError(
+                        f"ptrace not permitted on pid {self.pid} (needs root/CAP_SYS_PTRACE; "
+                        "check kernel.yama.ptrace_scope and that no other tracer is attached)"
+                    ) from None
                 self.threads.append(tid)
                 try:
                     _ptrace(PTRACE_INTERRUPT, tid)
@@ -373,6 +376,8 @@ class _Tracer:
                     self.threads.remove(tid)
                     if tid == self.pid:
                         raise
+        else:
+            raise ClockSkewError(f"pid {self.pid} keeps creating threads faster than they can be stopped")
         if self.pid not in self.threads and not self.threads:
             raise _ThreadGone(self.pid)
 
@@ -495,12 +500,17 @@ class _Tracer:
         return moved
 
 
-def _exiting(pid: int, wait: float = 0.3) -> bool:
-    """Whether `pid` is gone or exits within `wait` s (ptrace refuses a dying process with EPERM)."""
+def _exiting(pid: int, tid: int | None = None, wait: float = 0.3) -> bool:
+    """Whether process `pid` (or its thread `tid`) is gone or exits within `wait` s.
+
+    ptrace refuses a task that is exiting with EPERM, the same error as a missing permission.
+    """
+    path = f"/proc/{pid}/status" if tid is None else f"/proc/{pid}/task/{tid}/status"
     deadline = time.monotonic() + wait
     while True:
         try:
-            if _proc_status(pid).get("State", "").startswith(("Z", "X")):
+            state = next((ln for ln in _read_text(path).splitlines() if ln.startswith("State:")), "")
+            if state.split()[1:2] in (["Z"], ["X"]):
                 return True
         except (FileNotFoundError, ProcessLookupError):
             return True

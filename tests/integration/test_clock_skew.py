@@ -280,23 +280,39 @@ def test_etcd_serves_puts_through_apply_undo_cycles_and_keeps_its_leader(member)
     )
 
 
-def test_a_signal_that_arrives_while_held_is_delivered_after_detach(make_member, monkeypatch):
-    """SIGURG (Go's preemption signal) sent to the thread that runs the injected mmap, while it is held."""
+def sigurg_blocked(pid: int, tid: int) -> bool:
+    status = Path(f"/proc/{pid}/task/{tid}/status").read_text()
+    blocked = int(next(ln for ln in status.splitlines() if ln.startswith("SigBlk:")).split()[1], 16)
+    return bool(blocked & (1 << (signal.SIGURG - 1)))
+
+
+def test_a_signal_that_arrives_while_held_is_delivered_after_detach(make_member):
+    """SIGURG (Go's preemption signal) sent to a held thread just before it runs an injected syscall.
+
+    The step that runs the syscall stops first at the signal. The tool suppresses it there and sends it
+    again after detaching. A thread that has SIGURG blocked at that moment (Go masks signals in some
+    runtime sections) just keeps it pending, so the test picks a thread that does not.
+    """
     member = make_member("3.5")
     member.start()
-    tracers: list[vc._Tracer] = []
-    original = vc._Tracer.syscall
-
-    def signalled_first(self, tid, *args):
-        tracers.append(self)
-        vc._tgkill(self.pid, tid, signal.SIGURG)
-        return original(self, tid, *args)
-
-    monkeypatch.setattr(vc._Tracer, "syscall", signalled_first)
-    assert vc.apply(member.pid, 90)["action"] == "hook"
-    assert tracers[0].signals_redelivered == 1  # held during the step, sent again at detach
-    assert 89 < member.measured_offset() < 91
+    fd = vc._open_mem(member.pid)
+    try:
+        target = vc._locate(member.pid, fd)
+    finally:
+        os.close(fd)
+    tracer = vc._Tracer(member.pid)
+    tracer.attach_all()
+    try:
+        tid = next(t for t in tracer.threads if not sigurg_blocked(member.pid, t))
+        vc._tgkill(member.pid, tid, signal.SIGURG)
+        assert tracer.syscall(tid, target.syscall_insn, 39) == member.pid  # getpid, injected
+        assert tracer.pending == {tid: [signal.SIGURG]}
+    finally:
+        tracer.detach_all()
+    assert tracer.signals_redelivered == 1
     member.put("after", "signal")
+    assert vc.apply(member.pid, 90)["action"] == "hook"
+    assert 89 < member.measured_offset() < 91
     vc.undo(member.pid)
 
 
@@ -307,25 +323,31 @@ SPINNER_C = r"""
 #include <unistd.h>
 static volatile int stop;
 static void *spin(void *a) { struct timespec t; while (!stop) clock_gettime(CLOCK_REALTIME, &t); return a; }
+static void *brief(void *a) { struct timespec t; for (int i=0; i<999; i++) clock_gettime(0, &t); return a; }
+static void *churn(void *a) {  /* threads come and go while the tool attaches */
+    while (!stop) { pthread_t t; if (pthread_create(&t, 0, brief, 0) == 0) pthread_join(t, 0); }
+    return a;
+}
 int main(void) {
-    pthread_t th[2]; char line[8]; struct timespec t;
+    pthread_t th[4]; char line[8]; struct timespec t;
     alarm(60);
-    for (int i = 0; i < 2; i++) pthread_create(&th[i], 0, spin, 0);
+    for (int i = 0; i < 4; i++) pthread_create(&th[i], 0, i < 2 ? spin : churn, 0);
     while (fgets(line, sizeof line, stdin)) {
         clock_gettime(CLOCK_REALTIME, &t);
         printf("%lld.%09ld\n", (long long)t.tv_sec, t.tv_nsec);
         fflush(stdout);
     }
     stop = 1;
-    for (int i = 0; i < 2; i++) pthread_join(th[i], 0);
+    for (int i = 0; i < 4; i++) pthread_join(th[i], 0);
     return 0;
 }
 """
 
 
 @pytest.mark.skipif(shutil.which("gcc") is None, reason="needs gcc to build the spinner")
-def test_threads_inside_the_patched_bytes_are_stepped_out(tmp_path, monkeypatch):
-    """Two C threads call clock_gettime in a tight loop, so some are often stopped inside the 12 bytes.
+def test_threads_inside_the_patched_bytes_are_stepped_out_and_thread_churn_is_handled(tmp_path, monkeypatch):
+    """Two C threads call clock_gettime in a tight loop, so some are often stopped inside the 12 bytes;
+    two more keep creating short-lived threads, which appear and exit while the tool attaches.
 
     Without the single-step, a thread stopped at entry+6 resumes in the middle of the new jump and the
     target dies (seen while writing this test); with it, hundreds of cycles pass.
@@ -345,7 +367,7 @@ def test_threads_inside_the_patched_bytes_are_stepped_out(tmp_path, monkeypatch)
 
         monkeypatch.setattr(vc._Tracer, "step_out_of", counting)
         cycles = 0
-        while cycles < 800 and sum(moved) < 5:
+        while cycles < 800 and (sum(moved) < 5 or cycles < 200):
             vc.apply(proc.pid, 90, expect_comm=None)
             vc.undo(proc.pid, expect_comm=None)
             cycles += 1
