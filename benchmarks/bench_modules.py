@@ -201,8 +201,12 @@ def bench_diff(binaries, nkeys, repeat):
         )
         m, _ = timed(module_run, repeat)
         c, _ = timed(ctl_run, repeat)
+        params["transport"] = "gateway"
+        g, _ = timed(module_run, repeat)
         print(f"  counts: {expected}")
-        print(f"  module {m:.2f} s   etcdctl+python {c:.2f} s   speed-up {c / m:.2f}x")
+        print(f"  module, gRPC     {m:.2f} s   speed-up vs etcdctl+python {c / m:.2f}x")
+        print(f"  module, gateway  {g:.2f} s   speed-up vs etcdctl+python {c / g:.2f}x")
+        print(f"  etcdctl+python   {c:.2f} s")
     finally:
         for s in sides:
             s.stop()

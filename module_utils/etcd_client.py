@@ -747,7 +747,8 @@ class GrpcChannel:
         sid = self.next_stream
         self.next_stream += 2
         client = self.client
-        authority = f"{client.host}:{client.port}"
+        host = f"[{client.host}]" if ":" in client.host else client.host
+        authority = f"{host}:{client.port}"
         body = b"\x00" + len(request).to_bytes(4, "big") + request
         try:
             self.sock.sendall(
