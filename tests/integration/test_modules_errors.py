@@ -239,3 +239,73 @@ def test_timeout_is_reported(plain_cluster):
             EtcdClient(url, timeout=0.5).status()
     finally:
         server.close()
+
+
+@pytest.fixture(scope="module")
+def http1_proxy(plain_cluster):
+    """An HTTP/1.1-only reverse proxy in front of the member (like many load balancers): gRPC over
+    HTTP/2 cannot pass, the JSON gateway can."""
+    import http.client
+    import http.server
+    import threading
+
+    upstream = plain_cluster.members[0]
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_POST(self):
+            body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            conn = http.client.HTTPConnection("127.0.0.1", upstream.client_port, timeout=10)
+            conn.request("POST", self.path, body=body, headers={"Content-Type": "application/json"})
+            resp = conn.getresponse()
+            data = resp.read()
+            self.send_response(resp.status)
+            for name in ("Content-Type", "Date"):
+                if resp.getheader(name):
+                    self.send_header(name, resp.getheader(name))
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+            conn.close()
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_auto_transport_falls_back_to_the_gateway_behind_an_http1_proxy(plain_cluster, http1_proxy, tmp_path):
+    plain_cluster.put(plain_cluster.members[0], "/app/x", "1")
+    direct = tmp_path / "direct.db"
+    proxied = tmp_path / "proxied.db"
+    first = run_module(
+        etcd_snapshot, {"operation": "save", "endpoints": plain_cluster.endpoints, "path": str(direct)}
+    )
+    assert first["transport"] == "grpc"
+    result = run_module(
+        etcd_snapshot, {"operation": "save", "endpoints": [http1_proxy], "path": str(proxied)}
+    )
+    assert result.get("failed") is not True, result.get("msg")
+    assert result["transport"] == "gateway" and result["sha256"] == first["sha256"]
+    forced = run_module(
+        etcd_snapshot,
+        {
+            "operation": "save",
+            "endpoints": [http1_proxy],
+            "path": str(tmp_path / "f.db"),
+            "transport": "grpc",
+        },
+    )
+    assert forced["failed"] and forced["msg"].startswith(f"Snapshot over gRPC from {http1_proxy} failed")
+    assert not (tmp_path / "f.db").exists()
+    diff = run_module(etcd_kv_diff, {"endpoints": [plain_cluster.endpoints[0], http1_proxy]})
+    assert diff["left"]["transport"] == "grpc" and diff["right"]["transport"] == "gateway"
+    assert diff["identical"] is True and diff["counts"]["identical"] >= 1
