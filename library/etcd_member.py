@@ -208,10 +208,19 @@ def probe(endpoint, params):
         return endpoint, None, None, str(exc)
 
 
-def gather(params):
-    """Probe every endpoint; choose the acting endpoint; mark members healthy. Raises EtcdError."""
+def gather(params, need_leader=True):
+    """Probe every endpoint; choose the acting endpoint; mark members healthy. Raises EtcdError.
+
+    Without need_leader (state=list), a cluster with no leader is still listed, from the first
+    endpoint that answers, with every member marked unhealthy.
+    """
     results = parallel_map(lambda e: probe(e, params), params["endpoints"])
     acting = next((r for r in results if r[1] and r[1].get("leader", "0") not in ("0", None)), None)
+    if acting is None and not need_leader:
+        answered = next((r for r in results if r[2]), None)
+        if answered is not None:
+            members = [parse_member(m) | {"healthy": False} for m in answered[2].get("members", [])]
+            return answered[0], members
     if acting is None:
         errors = "; ".join(r[3] or f"{r[0]} has no leader" for r in results)
         raise EtcdError(f"No endpoint follows a leader, so membership cannot be changed or trusted: {errors}")
@@ -347,8 +356,10 @@ def refuse(info, what):
 def run(params, check_mode=False):
     check_params(params)
     state = params["state"]
-    endpoint, members = gather(params)
+    endpoint, members = gather(params, need_leader=state != "list")
     result = {"changed": False, "action": "none", "endpoint": endpoint, "warnings": []}
+    if state == "list" and not any(m["healthy"] for m in members):
+        result["warnings"].append(f"No member follows a leader; the list is what {endpoint} knows")
     name, member_id, peer_urls = params.get("name"), params.get("id"), params.get("peer_urls")
 
     if state == "list":

@@ -3,6 +3,7 @@ idempotence, check mode, and the quorum guard."""
 
 from __future__ import annotations
 
+import json
 import time
 
 import etcd_member
@@ -93,3 +94,21 @@ def test_quorum_guard(etcd_cluster_factory):  # noqa: F811
     listed = member(cluster)
     health = {m["name"]: m["healthy"] for m in listed["members"]}
     assert health == {"etcd-0": True, "etcd-1": True, "etcd-2": False}
+
+
+def test_leaderless_cluster_is_listed_but_not_changed(etcd_cluster_factory):  # noqa: F811
+    cluster = etcd_cluster_factory("3.4", size=3)
+    cluster.stop_member(cluster.member("etcd-1"))
+    cluster.stop_member(cluster.member("etcd-2"))
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:  # etcd-0 steps down once it has lost its quorum
+        listed = member(cluster)
+        if not listed.get("failed") and not any(m["healthy"] for m in listed["members"]):
+            break
+        time.sleep(0.3)
+    assert sorted(m["name"] for m in listed["members"]) == ["etcd-0", "etcd-1", "etcd-2"]
+    assert not any(m["healthy"] for m in listed["members"])
+    assert "No member follows a leader" in json.dumps(listed.get("warnings")), listed.keys()
+    change = member(cluster, state="absent", name="etcd-2")
+    assert change["failed"] and change["msg"].startswith("No endpoint follows a leader")
+    assert "connection refused" in change["msg"]
