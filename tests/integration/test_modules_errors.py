@@ -16,7 +16,7 @@ import etcd_kv_diff
 import etcd_member
 import etcd_snapshot
 import pytest
-from ansible.module_utils.etcd_client import EtcdClient, EtcdError
+from ansible.module_utils.etcd_client import EtcdClient, EtcdError, id_to_hex
 from etcd_fixtures import VERSIONS, Cluster, free_ports, run_module, tls_files  # noqa: F401 - fixture
 
 
@@ -309,3 +309,22 @@ def test_auto_transport_falls_back_to_the_gateway_behind_an_http1_proxy(plain_cl
     diff = run_module(etcd_kv_diff, {"endpoints": [plain_cluster.endpoints[0], http1_proxy]})
     assert diff["left"]["transport"] == "grpc" and diff["right"]["transport"] == "gateway"
     assert diff["identical"] is True and diff["counts"]["identical"] >= 1
+
+
+def test_hashkv_over_grpc(plain_cluster, tls_cluster, tls_files):  # noqa: F811
+    member = plain_cluster.members[0]
+    plain_cluster.put(member, "/app/hash", "1")
+    with plain_cluster.client(member) as c:
+        first = c.hashkv()
+        rev = first["revision"]
+        assert first["hash"] > 0 and rev > 0
+        assert first["member_id"] == id_to_hex(c.status().data["header"]["member_id"])
+        same = c.hashkv(rev)
+        assert same["hash"] == first["hash"]
+        c.put("/app/hash", "2")
+        assert c.hashkv()["hash"] != first["hash"]
+        assert c.hashkv(rev)["hash"] == first["hash"]  # the old revision still hashes the same
+        with pytest.raises(EtcdError, match=r"HashKV over gRPC from .* failed"):
+            c.hashkv(rev + 1000)
+    with tls_cluster.client(tls_cluster.members[0]) as c:
+        assert c.hashkv()["hash"] > 0
