@@ -17,9 +17,10 @@ version_added: "1.0.0"
 author: etcd split-brain lab developers
 options:
   platform:
-    description: Platform the lab runs on.
+    description:
+      - Platform the lab runs on, C(local) or C(kind). Checked by the module itself, so that an unknown
+        value gets an error that names the lab setting (C(lab_platform)).
     type: str
-    choices: [local, kind]
     default: local
   members:
     description: Number of etcd members.
@@ -136,6 +137,7 @@ MIN_MEMBERS = 3
 MAX_MEMBERS = 7
 NAME_RE = re.compile(r"^[a-z][a-z0-9]{0,5}$")
 FIRST_MEMBER_HOST = 11
+PLATFORMS = ("local", "kind")
 
 
 class PlanError(ValueError):
@@ -207,6 +209,8 @@ def build_plan(
     isolated: list[str],
     forced: str,
 ) -> dict:
+    if platform not in PLATFORMS:
+        raise PlanError(f"lab_platform={platform} is unknown: use {' or '.join(PLATFORMS)}")
     if not NAME_RE.match(name):
         raise PlanError(
             f"lab_name={name!r} must be 1 to 6 lower-case letters or digits, starting with a letter"
@@ -276,7 +280,7 @@ def load_plan(path: str) -> dict | None:
 def run_module() -> None:
     module = AnsibleModule(
         argument_spec={
-            "platform": {"type": "str", "default": "local", "choices": ["local", "kind"]},
+            "platform": {"type": "str", "default": "local"},
             "members": {"type": "int", "default": 3},
             "allow_even_size": {"type": "bool", "default": False},
             "name": {"type": "str", "default": "sblab"},

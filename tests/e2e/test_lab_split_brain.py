@@ -1,4 +1,4 @@
-"""End to end: ./setup.sh builds a real cluster and drives it into a real split-brain; ./teardown.sh removes it.
+"""End to end: ./setup.sh builds a real cluster and drives it into a real split-brain; teardown removes it.
 
 The end state is checked from outside with plain etcdctl, nft and TCP connects, never with the lab's code:
 two members each report themselves leader at different raft terms, their member lists differ, a key holds
@@ -124,7 +124,7 @@ def test_setup_split_brain_then_rebuild_then_teardown(clean_host, source):
     lab = lab_json()
     # With a two-member minority, the second minority member is told by the fork that it was removed and
     # shuts down for good (measured on 3.4.23 and 3.5.1); the briefing says so.
-    second = [n for n in lab["isolated"] if n != lab["forced"]][0]
+    second = next(n for n in lab["isolated"] if n != lab["forced"])
     log = (STATE / "nodes" / second / "etcd.log").read_text()
     assert "the member has been permanently removed from the cluster" in log
     assert "permanently removed" in (STATE / "BRIEFING.txt").read_text()
@@ -149,6 +149,12 @@ def test_lab_command_maps_the_exercise_commands(clean_host):
     assert "force" in logs.stdout.lower()
     nodes = run(["./lab", "nodes"])
     assert all(m["ip"] in nodes.stdout for m in lab["members"])
+    # Bad input while a lab is up changes nothing: the same etcd processes still run.
+    pids = {m["name"]: (STATE / "nodes" / m["name"] / "etcd.pid").read_text() for m in lab["members"]}
+    refused = run(["./setup.sh", "-e", "lab_members=4"])
+    assert refused.returncode != 0 and "is even" in refused.stdout
+    assert pids == {m["name"]: (STATE / "nodes" / m["name"] / "etcd.pid").read_text() for m in lab["members"]}
+    assert lab_json() == lab
     bad = run(["./lab", "exec", "etcd-9", "--", "true"])
     assert bad.returncode == 2 and "no member 'etcd-9'" in bad.stderr
     teardown_lab()

@@ -1,0 +1,107 @@
+"""lab_plan: the settings checks and the computed layout, table-driven."""
+
+from __future__ import annotations
+
+import ipaddress
+
+import pytest
+from lab_plan import PlanError, build_plan, check_clash, default_isolated
+
+BASE = dict(
+    platform="local",
+    members=3,
+    allow_even=False,
+    name="sblab",
+    subnet="198.18.213.0/24",
+    isolated=[],
+    forced="",
+)
+
+
+@pytest.mark.parametrize(
+    ("members", "isolated"),
+    [(3, ["etcd-2"]), (5, ["etcd-3", "etcd-4"]), (7, ["etcd-4", "etcd-5", "etcd-6"])],
+)
+def test_default_minority_is_the_last_members(members, isolated):
+    assert default_isolated([f"etcd-{i}" for i in range(members)]) == isolated
+    plan = build_plan(**{**BASE, "members": members})
+    assert plan["isolated"] == isolated
+    assert plan["forced"] == isolated[-1]
+    assert len(plan["majority"]) > members // 2
+
+
+def test_layout_names_addresses_and_urls():
+    plan = build_plan(**BASE)
+    first = plan["members"][0]
+    assert first == {
+        "name": "etcd-0",
+        "index": 0,
+        "ip": "198.18.213.11",
+        "netns": "sblab-etcd-0",
+        "veth_host": "sblab-h0",
+        "veth_node": "sblab-n0",
+        "client_url": "http://198.18.213.11:2379",
+        "peer_url": "http://198.18.213.11:2380",
+        "isolated": False,
+        "forced": False,
+    }
+    assert plan["bridge"] == "sblab0" and plan["bridge_ip"] == "198.18.213.1" and plan["prefixlen"] == 24
+    assert plan["initial_cluster"] == (
+        "etcd-0=http://198.18.213.11:2380,etcd-1=http://198.18.213.12:2380,etcd-2=http://198.18.213.13:2380"
+    )
+    assert [m["forced"] for m in plan["members"]] == [False, False, True]
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ({"members": 1}, "lab_members=1 is out of range"),
+        ({"members": 8}, "lab_members=8 is out of range"),
+        ({"members": 4}, "lab_members=4 is even"),
+        ({"members": 6}, "-e lab_allow_even_size=true"),
+        ({"subnet": "198.18.213.5/24"}, "is not a valid IPv4 network"),
+        ({"subnet": "fd00::/64"}, "must be an IPv4 network"),
+        ({"subnet": "198.18.213.0/29"}, "is too small: use a /28 or larger"),
+        ({"name": "Bad-Name"}, "lab_name='Bad-Name' must be 1 to 6"),
+        ({"name": "toolongname"}, "must be 1 to 6"),
+        ({"isolated": ["etcd-7"]}, "names unknown members ['etcd-7']"),
+        ({"isolated": ["etcd-1", "etcd-2"]}, "is not a minority of 3"),
+        ({"forced": "etcd-0"}, "lab_forced_member='etcd-0' must be one of the isolated members"),
+        ({"platform": "nomad"}, "lab_platform=nomad is unknown: use local or kind"),
+    ],
+)
+def test_bad_settings_name_what_is_wrong(override, message):
+    with pytest.raises(PlanError) as err:
+        build_plan(**{**BASE, **override})
+    assert message in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_even_size_with_explicit_override():
+    plan = build_plan(**{**BASE, "members": 4, "allow_even": True})
+    assert len(plan["members"]) == 4 and plan["isolated"] == ["etcd-3"]
+
+
+def test_a_smaller_subnet_still_fits_seven_members():
+    plan = build_plan(**{**BASE, "members": 7, "subnet": "198.18.213.0/27"})
+    assert plan["members"][-1]["ip"] == "198.18.213.17"
+
+
+@pytest.mark.parametrize(
+    ("existing", "clash"),
+    [
+        ([("eth0", "192.0.2.2/24")], False),
+        ([("eth0", "198.18.213.7/24")], True),
+        ([("eth1", "198.18.0.1/16")], True),
+        ([("sblab0", "198.18.213.1/24")], False),  # the lab's own bridge
+        ([("lo", "127.0.0.1/8")], False),
+    ],
+)
+def test_subnet_clash_detection(existing, clash):
+    networks = [(name, ipaddress.IPv4Interface(addr)) for name, addr in existing]
+    net = ipaddress.ip_network("198.18.213.0/24")
+    if clash:
+        with pytest.raises(PlanError, match="clashes with"):
+            check_clash(net, "sblab0", networks)
+    else:
+        check_clash(net, "sblab0", networks)

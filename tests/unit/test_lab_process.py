@@ -1,0 +1,71 @@
+"""lab_process: start, idempotence, restart on a changed command line, stop with SIGKILL after the bound."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+
+import pytest
+from lab_process import cmdline, read_pid, running_pid, spawn, stop, wait_gone, write_pidfile
+
+STUBBORN = "import signal,time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(60)"
+
+
+@pytest.fixture
+def proc_dir(tmp_path):
+    pids: list[int] = []
+    yield tmp_path, pids
+    for pid in pids:
+        if cmdline(pid) is not None:
+            os.kill(pid, signal.SIGKILL)
+            wait_gone(pid, 5)
+
+
+def test_spawn_records_a_detached_process_with_its_log(proc_dir):
+    tmp, pids = proc_dir
+    argv = [sys.executable, "-c", "print('hello', flush=True); import time; time.sleep(60)"]
+    pid = spawn(argv, None, str(tmp / "p.log"), {"LAB_TEST": "1"})
+    pids.append(pid)
+    write_pidfile(str(tmp / "p.pid"), pid)
+    assert read_pid(str(tmp / "p.pid")) == pid
+    # Right after fork, /proc shows the parent's command line until the exec completes: poll for it.
+    deadline = time.monotonic() + 5
+    while running_pid(str(tmp / "p.pid"), argv[0]) != (pid, argv) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert running_pid(str(tmp / "p.pid"), argv[0]) == (pid, argv)
+    assert os.getsid(pid) == pid  # its own session: Ansible's exit does not take it down
+    deadline = time.monotonic() + 5
+    while "hello" not in (tmp / "p.log").read_text() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert "hello" in (tmp / "p.log").read_text()
+
+
+def test_a_stale_pid_file_counts_as_stopped(tmp_path):
+    write_pidfile(str(tmp_path / "p.pid"), 2**22 + 12345)
+    assert running_pid(str(tmp_path / "p.pid")) == (None, None)
+
+
+def test_a_pid_reused_by_another_program_counts_as_stopped(tmp_path):
+    write_pidfile(str(tmp_path / "p.pid"), os.getpid())
+    assert running_pid(str(tmp_path / "p.pid"), "/usr/bin/etcd") == (None, None)
+
+
+def test_stop_kills_after_the_bound_when_sigterm_is_ignored(proc_dir):
+    tmp, pids = proc_dir
+    pid = spawn([sys.executable, "-c", STUBBORN], None, str(tmp / "s.log"), {})
+    pids.append(pid)
+    time.sleep(0.5)  # let the child install its SIGTERM handler before we signal it
+    started = time.monotonic()
+    assert stop(pid, 1.0) is True
+    assert cmdline(pid) is None
+    assert 0.9 <= time.monotonic() - started < 10
+
+
+def test_stop_of_a_cooperative_process_needs_no_kill(proc_dir):
+    tmp, pids = proc_dir
+    pid = spawn([sys.executable, "-c", "import time; time.sleep(60)"], None, str(tmp / "c.log"), {})
+    pids.append(pid)
+    assert stop(pid, 5.0) is False
+    assert cmdline(pid) is None
