@@ -404,6 +404,9 @@ def test_skew_survives_a_restart_through_reapply(make_member):
 @pytest.fixture
 def sleeper():
     proc = subprocess.Popen(["sleep", "60"])
+    deadline = time.monotonic() + 5
+    while Path(f"/proc/{proc.pid}/comm").read_text().strip() != "sleep" and time.monotonic() < deadline:
+        time.sleep(0.01)  # until the forked child has exec'd sleep
     yield proc
     proc.kill()
     proc.wait()
