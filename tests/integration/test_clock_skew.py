@@ -356,6 +356,9 @@ def test_threads_inside_the_patched_bytes_are_stepped_out_and_thread_churn_is_ha
     subprocess.run(["gcc", "-O2", "-pthread", "-o", tmp_path / "spin", tmp_path / "spin.c"], check=True)
     proc = subprocess.Popen([tmp_path / "spin"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
+        proc.stdin.write("t\n")  # answered once it runs: exec done, threads started
+        proc.stdin.flush()
+        proc.stdout.readline()
         # Not a Go program: skip only the target checks; everything else is the real engine.
         monkeypatch.setattr(vc, "_check_target", lambda pid, comm: None)
         moved = []
