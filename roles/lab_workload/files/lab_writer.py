@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import base64
 import json
+import os
 import signal
 import sys
 import time
@@ -95,6 +96,7 @@ def run(args: argparse.Namespace) -> int:
     seq = args.start_seq + count_lines(args.ledger)
     log = sys.stderr
     print(f"{args.name}: writing to {args.endpoint} at {args.rate}/s for at most {args.duration}s", file=log)
+    os.makedirs(os.path.dirname(os.path.abspath(args.ledger)), exist_ok=True)
     with open(args.ledger, "a", encoding="utf-8") as ledger:
         while not STOP and time.monotonic() < deadline and acked + failed < args.max_writes:
             started = time.monotonic()
