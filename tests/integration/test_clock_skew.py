@@ -178,6 +178,14 @@ def member(request, make_member):
     return m
 
 
+@pytest.fixture
+def scratch():
+    """A temporary directory removed at teardown (pytest's tmp_path keeps the last runs on disk)."""
+    path = Path(tempfile.mkdtemp(prefix="skew-"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
 def anon_exec_pages(pid: int) -> int:
     return sum(1 for m in vc._maps(pid) if m.perms.startswith("r-x") and not m.path)
 
@@ -345,16 +353,16 @@ int main(void) {
 
 
 @pytest.mark.skipif(shutil.which("gcc") is None, reason="needs gcc to build the spinner")
-def test_threads_inside_the_patched_bytes_are_stepped_out_and_thread_churn_is_handled(tmp_path, monkeypatch):
+def test_threads_inside_the_patched_bytes_are_stepped_out_and_thread_churn_is_handled(scratch, monkeypatch):
     """Two C threads call clock_gettime in a tight loop, so some are often stopped inside the 12 bytes;
     two more keep creating short-lived threads, which appear and exit while the tool attaches.
 
     Without the single-step, a thread stopped at entry+6 resumes in the middle of the new jump and the
     target dies (seen while writing this test); with it, hundreds of cycles pass.
     """
-    (tmp_path / "spin.c").write_text(SPINNER_C)
-    subprocess.run(["gcc", "-O2", "-pthread", "-o", tmp_path / "spin", tmp_path / "spin.c"], check=True)
-    proc = subprocess.Popen([tmp_path / "spin"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    (scratch / "spin.c").write_text(SPINNER_C)
+    subprocess.run(["gcc", "-O2", "-pthread", "-o", scratch / "spin", scratch / "spin.c"], check=True)
+    proc = subprocess.Popen([scratch / "spin"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
         proc.stdin.write("t\n")  # answered once it runs: exec done, threads started
         proc.stdin.flush()
@@ -533,7 +541,7 @@ def test_module_through_ansible_adhoc(make_member):
     assert status == "FAILED!" and res["msg"] == "no process with pid 999999999"
 
 
-def test_module_in_process_errors_and_check_mode(make_member, sleeper, tmp_path, capsys):
+def test_module_in_process_errors_and_check_mode(make_member, sleeper, scratch, capsys):
     import lab_clock_skew
     from ansible.module_utils.testing import patch_module_args
 
@@ -545,22 +553,22 @@ def test_module_in_process_errors_and_check_mode(make_member, sleeper, tmp_path,
     member.start()
     cases = [
         ({"pid": sleeper.pid, "offset": 1}, f"process {sleeper.pid} is 'sleep', not 'etcd'"),
-        ({"pidfile": str(tmp_path / "none.pid"), "offset": 1}, "does not exist"),
+        ({"pidfile": str(scratch / "none.pid"), "offset": 1}, "does not exist"),
     ]
     for args, msg in cases:
         with pytest.raises(vc.ClockSkewError, match=msg):
             lab_clock_skew.run(
                 {"pid": None, "pidfile": None, "state": "present", "expect_comm": "etcd", **args}, False
             )
-    (tmp_path / "bad.pid").write_text("not-a-pid\n")
+    (scratch / "bad.pid").write_text("not-a-pid\n")
     with pytest.raises(vc.ClockSkewError, match="does not hold a pid"):
-        lab_clock_skew.read_pidfile(str(tmp_path / "bad.pid"))
+        lab_clock_skew.read_pidfile(str(scratch / "bad.pid"))
     # absent with a pid file whose process is gone: nothing to undo, no error.
-    (tmp_path / "gone.pid").write_text("999999999\n")
+    (scratch / "gone.pid").write_text("999999999\n")
     res = lab_clock_skew.run(
         {
             "pid": None,
-            "pidfile": str(tmp_path / "gone.pid"),
+            "pidfile": str(scratch / "gone.pid"),
             "state": "absent",
             "expect_comm": "etcd",
             "offset": 0,
