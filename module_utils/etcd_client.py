@@ -44,35 +44,7 @@ ETCD_COMMON_ARGUMENT_SPEC = {
     "validate_certs": {"type": "bool", "default": True},
 }
 
-# Shared documentation text of those options. Ansible's doc fragments can only come from a
-# doc_fragments plugin directory, which ad-hoc library/ modules cannot extend, so each module's
-# DOCUMENTATION repeats this text verbatim; tests/unit/test_etcd_docs.py checks it stays in sync.
-ETCD_COMMON_DOC_OPTIONS = """
-  timeout:
-    description:
-      - Seconds to wait for each HTTP request to an endpoint (connect and each read).
-    type: float
-    default: 5.0
-  ca_file:
-    description:
-      - PEM file of the CA that signed the members' server certificates (https endpoints).
-      - When omitted, the system trust store is used.
-    type: path
-  cert_file:
-    description:
-      - PEM client certificate, for members started with C(--client-cert-auth).
-      - Requires O(key_file).
-    type: path
-  key_file:
-    description:
-      - PEM private key of O(cert_file).
-    type: path
-  validate_certs:
-    description:
-      - Verify the members' server certificates and host names. Turn off only in a lab.
-    type: bool
-    default: true
-"""
+# Their documentation: plugins/doc_fragments/etcd_connection.py (extends_documentation_fragment).
 
 SNAPSHOT_HASH_SIZE = 32  # etcd appends sha256(db) to the snapshot stream
 

@@ -9,7 +9,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = ROOT / ".venv" / "bin"
-PYTHON_FILES = ["lab", "library", "module_utils", "roles", "tests", "benchmarks"]
+PYTHON_FILES = ["lab", "library", "module_utils", "plugins", "roles", "tests", "benchmarks"]
 
 pytestmark = pytest.mark.lint
 

@@ -1,13 +1,31 @@
 """Every etcd_* module: DOCUMENTATION/EXAMPLES/RETURN parse, options match the argument spec, and the
-shared TLS/timeout options are documented with the shared text from module_utils."""
+shared TLS/timeout options come from the etcd_connection doc fragment, which matches the shared spec."""
 
 from __future__ import annotations
 
 import importlib
+import importlib.util
+from pathlib import Path
 
 import pytest
 import yaml
-from ansible.module_utils.etcd_client import ETCD_COMMON_ARGUMENT_SPEC, ETCD_COMMON_DOC_OPTIONS
+from ansible.module_utils.etcd_client import ETCD_COMMON_ARGUMENT_SPEC
+
+FRAGMENT_PATH = Path(__file__).resolve().parents[2] / "plugins" / "doc_fragments" / "etcd_connection.py"
+_spec = importlib.util.spec_from_file_location("etcd_connection_fragment", FRAGMENT_PATH)
+_fragment = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_fragment)
+SHARED = yaml.safe_load(_fragment.ModuleDocFragment.DOCUMENTATION)["options"]
+
+
+def documented_options(mod) -> dict:
+    """The module's own options plus those of the fragments it extends, as ansible-doc shows them."""
+    doc = yaml.safe_load(mod.DOCUMENTATION)
+    options = dict(doc["options"])
+    if "etcd_connection" in doc.get("extends_documentation_fragment", []):
+        options.update(SHARED)
+    return options
+
 
 MODULES = ["etcd_endpoint_status", "etcd_member", "etcd_snapshot", "etcd_kv_diff"]
 
@@ -21,9 +39,10 @@ def test_docs_parse_and_match_argument_spec(name):
     assert doc["module"] == name
     assert doc["attributes"]["check_mode"]["support"] == "full"
     spec = mod.argument_spec()
-    assert set(doc["options"]) == set(spec)
+    options = documented_options(mod)
+    assert set(options) == set(spec)
     for option, entry in spec.items():
-        documented = doc["options"][option]
+        documented = options[option]
         assert documented.get("type", "str") == entry.get("type", "str"), option
         assert documented.get("choices") == entry.get("choices"), option
         assert documented.get("default") == entry.get("default"), option
@@ -31,11 +50,13 @@ def test_docs_parse_and_match_argument_spec(name):
         assert documented.get("elements") == entry.get("elements"), option
 
 
+def test_fragment_documents_exactly_the_shared_spec():
+    assert set(SHARED) == set(ETCD_COMMON_ARGUMENT_SPEC)
+
+
 @pytest.mark.parametrize("name", MODULES)
-def test_shared_options_use_the_shared_text(name):
+def test_shared_options_come_from_the_fragment(name):
     mod = importlib.import_module(name)
-    shared = yaml.safe_load(ETCD_COMMON_DOC_OPTIONS)
-    assert set(shared) == set(ETCD_COMMON_ARGUMENT_SPEC)
-    options = yaml.safe_load(mod.DOCUMENTATION)["options"]
-    for option, text in shared.items():
-        assert options[option] == text, f"{name}: option {option} differs from ETCD_COMMON_DOC_OPTIONS"
+    doc = yaml.safe_load(mod.DOCUMENTATION)
+    assert doc["extends_documentation_fragment"] == ["etcd_connection"]
+    assert not set(doc["options"]) & set(SHARED), f"{name} repeats shared options instead of the fragment"
