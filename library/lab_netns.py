@@ -115,7 +115,7 @@ def ip(*args: str, netns: str | None = None, check: bool = True) -> str:
 
 
 def link(name: str, netns: str | None = None) -> dict | None:
-    out = ip("-j", "addr", "show", "dev", name, netns=netns, check=False)
+    out = ip("-d", "-j", "addr", "show", "dev", name, netns=netns, check=False)
     try:
         data = json.loads(out) if out.strip() else []
     except ValueError:
@@ -162,8 +162,8 @@ def bridge_present(run: Planner, name: str, address: str | None) -> None:
     info = link(name)
     if info is None:
         run.do(f"add bridge {name}", "link", "add", name, "type", "bridge")
-    elif info.get("link_type") != "ether" or "master" in info:
-        raise NetnsError(f"{name} exists and is not a lab bridge")
+    elif info.get("linkinfo", {}).get("info_kind") != "bridge":
+        raise NetnsError(f"{name} exists and is not a bridge: choose another lab_name")
     ensure_address(run, name, info, address, None)
     ensure_up(run, name, info, None)
 
