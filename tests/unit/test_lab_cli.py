@@ -1,0 +1,80 @@
+"""The ./lab command: how it maps the exercise's kubectl commands onto the lab's nodes."""
+
+from __future__ import annotations
+
+import importlib.machinery
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+_loader = importlib.machinery.SourceFileLoader("lab_cli", str(ROOT / "lab"))
+_spec = importlib.util.spec_from_loader("lab_cli", _loader)
+lab = importlib.util.module_from_spec(_spec)
+_loader.exec_module(lab)
+
+LAB = {
+    "name": "sblab",
+    "platform": "local",
+    "subnet": "198.18.213.0/24",
+    "bridge": "sblab0",
+    "etcd_bin_dir": "/usr/bin",
+    "members": [
+        {"name": "etcd-0", "ip": "198.18.213.11", "netns": "sblab-etcd-0"},
+        {"name": "etcd-1", "ip": "198.18.213.12", "netns": "sblab-etcd-1"},
+    ],
+}
+
+
+@pytest.fixture
+def state(tmp_path, monkeypatch):
+    monkeypatch.setenv("LAB_STATE_DIR", str(tmp_path))
+    (tmp_path / "lab.json").write_text(json.dumps(LAB))
+    return tmp_path
+
+
+def test_exec_runs_inside_the_node_namespace(state):
+    assert lab.exec_argv(LAB, LAB["members"][0], ["etcdctl", "member", "list"]) == [
+        "ip", "netns", "exec", "sblab-etcd-0", "etcdctl", "member", "list",
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize(("recorded", "faketime"), [("90", "+90s"), ("-30.5", "-30.5s"), ("+2", "+2s")])
+def test_a_skewed_node_gives_commands_its_offset(state, recorded, faketime):
+    node = state / "nodes" / "etcd-1"
+    node.mkdir(parents=True)
+    (node / "clock_offset").write_text(recorded + "\n")
+    argv = lab.exec_argv(LAB, LAB["members"][1], ["date"])
+    assert argv[:5] == ["ip", "netns", "exec", "sblab-etcd-1", "env"]
+    if any(Path(p).exists() for p in lab.FAKETIME_LIBS):
+        assert f"FAKETIME={faketime}" in argv and argv[-1] == "date"
+
+
+def test_kind_platform_maps_to_kubectl_exec(state):
+    kind = {**LAB, "platform": "kind"}
+    assert lab.exec_argv(kind, kind["members"][0], ["date"]) == [
+        "kubectl", "exec", "-n", "kube-system", "etcd-0", "--", "date",
+    ]  # fmt: skip
+
+
+def test_etcdctl_of_the_lab_comes_first_on_the_path(state):
+    env = lab.node_env(LAB, LAB["members"][0])
+    assert env["PATH"].startswith("/usr/bin:") and env["ETCDCTL_API"] == "3"
+
+
+def test_nodes_lists_members(state, capsys):
+    assert lab.main(["nodes"]) == 0
+    out = capsys.readouterr().out
+    assert "etcd-0" in out and "198.18.213.12" in out and "stopped" in out
+
+
+def test_unknown_node_and_missing_lab_are_clear_errors(state, capsys, monkeypatch, tmp_path):
+    assert lab.main(["exec", "etcd-7", "--", "true"]) == 2
+    assert "no member 'etcd-7' in this lab: members are etcd-0, etcd-1" in capsys.readouterr().err
+    assert lab.main(["exec", "etcd-0"]) == 2
+    assert "nothing to run" in capsys.readouterr().err
+    monkeypatch.setenv("LAB_STATE_DIR", str(tmp_path / "nowhere"))
+    assert lab.main(["logs", "etcd-0"]) == 2
+    assert "run ./setup.sh first" in capsys.readouterr().err
