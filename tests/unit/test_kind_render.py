@@ -627,6 +627,19 @@ def test_move_aside_job_moves_the_forced_members_data_and_never_deletes(render, 
     capsys.readouterr()
 
 
+# --- running twice ---------------------------------------------------------------------------------------
+
+
+def test_a_second_render_changes_nothing(runs):
+    rc, _stdout, out_dir = runs[SIZES[0]]
+    assert rc == 0
+    proc = _playbook("-e", f"lab_render_dir={out_dir}", "-e", f"lab_members={SIZES[0]}")
+    again, _ = proc.communicate(timeout=170)
+    assert proc.returncode == 0, again[-2000:]
+    recap = re.search(r"localhost\s+:\s+ok=\d+\s+changed=(\d+)", again)
+    assert recap and recap.group(1) == "0", again[-2000:]
+
+
 # --- bad input -------------------------------------------------------------------------------------------
 
 
