@@ -12,10 +12,14 @@ short_description: Export a fork's keys, report conflicts and replay a fork's wr
 description:
   - O(operation=export) reads every key (under O(prefix)) of one endpoint with serializable, paginated
     ranges pinned to one revision and writes them as JSON to O(path) (atomically). An existing export is
-    kept unless O(force=true): it is the backup of a side as it was before the recovery changed anything.
+    kept unless O(force=true) - it is the backup of a side as it was before the recovery changed anything.
   - O(operation=report) merges C(etcd_kv_diff) reports (left the authoritative side, right a fork) into one
     conflict report, O(path) (JSON) and O(summary_path) (readable text) - keys only on each fork, keys
     with different values (both values and mod revisions) - and the plan that O(policy) makes of them.
+  - O(operation=diff) compares an export (O(export_path), the fork as it was saved) with the live
+    authoritative side (the first of O(endpoints) that follows a leader) and writes O(path) in the format
+    of the C(etcd_kv_diff) report (left the authoritative side, right the export), for a fork that is no
+    longer running.
   - O(operation=replay) applies that plan to the recovered cluster through O(endpoints). A key only on the
     fork is written when the cluster still lacks it (a transaction that compares the key's create
     revision with 0); a key with different values keeps the cluster's value and the fork's value is
@@ -30,7 +34,7 @@ options:
     description:
       - C(export) the keys of one endpoint, C(report) the conflicts, or C(replay) a report into the cluster.
     type: str
-    choices: [export, report, replay]
+    choices: [export, diff, report, replay]
     required: true
   endpoints:
     description:
@@ -40,10 +44,14 @@ options:
     elements: str
   path:
     description:
-      - C(export) - the export file written. C(report) - the JSON conflict report written. C(replay) - the
-        JSON conflict report read.
+      - C(export) - the export file written. C(diff) - the diff written. C(report) - the JSON conflict
+        report written. C(replay) - the JSON conflict report read.
     type: path
     required: true
+  export_path:
+    description:
+      - C(diff) - the export of the fork (written by O(operation=export)).
+    type: path
   summary_path:
     description:
       - C(report) - a readable summary of the report.
@@ -151,6 +159,10 @@ revision:
   description: C(export) - the revision the keys were read at.
   returned: for export
   type: int
+counts:
+  description: C(diff) - C(only_left), C(only_right), C(conflicts), C(identical), as in C(etcd_kv_diff).
+  returned: for diff
+  type: dict
 forks:
   description:
     - C(report) - per fork, C(member), C(only_fork), C(only_authoritative) and C(conflicts) (counts).
@@ -281,6 +293,58 @@ def export(params, check_mode):
     if not check_mode:
         write_atomic(path, json.dumps(doc, sort_keys=True, indent=1) + "\n")
     return {"changed": True, "path": path, "count": len(entries), "revision": revision}
+
+
+def diff(params, check_mode):
+    with open(params["export_path"], encoding="utf-8") as f:
+        fork = json.load(f)
+    client = first_client(params)
+    try:
+        revision, entries = read_all(client, fork.get("prefix", "").encode(), params["page_size"])
+        endpoint = client.endpoint
+    finally:
+        client.close()
+    left = {(e["key"], e["key_base64"]): e for e in entries}
+    right = {(e["key"], e["key_base64"]): e for e in fork["kvs"]}
+    only_left = [left[k] for k in sorted(left.keys() - right.keys())]
+    only_right = [right[k] for k in sorted(right.keys() - left.keys())]
+    conflicts = []
+    for k in sorted(left.keys() & right.keys()):
+        a, b = left[k], right[k]
+        if (a["value"], a["value_base64"]) != (b["value"], b["value_base64"]):
+            conflicts.append(
+                {
+                    "key": k[0],
+                    "key_base64": k[1],
+                    "left": {x: a[x] for x in a if x not in ("key", "key_base64")},
+                    "right": {x: b[x] for x in b if x not in ("key", "key_base64")},
+                }
+            )
+    counts = {
+        "only_left": len(only_left),
+        "only_right": len(only_right),
+        "conflicts": len(conflicts),
+        "identical": len(left.keys() & right.keys()) - len(conflicts),
+    }
+    doc = {
+        "left": {"endpoint": endpoint, "revision": revision, "keys": len(entries)},
+        "right": {
+            "endpoint": fork["endpoint"],
+            "revision": fork["revision"],
+            "keys": fork["count"],
+            "export": params["export_path"],
+        },
+        "prefix": fork.get("prefix", ""),
+        "counts": counts,
+        "identical": not (only_left or only_right or conflicts),
+        "only_left": only_left,
+        "only_right": only_right,
+        "conflicts": conflicts,
+    }
+    changed = True
+    if not check_mode:
+        changed = write_atomic(params["path"], json.dumps(doc, sort_keys=True, indent=1) + "\n")
+    return {"changed": changed, "path": params["path"], "counts": counts}
 
 
 def quarantine_key(prefix, member, key):
@@ -475,9 +539,10 @@ def replay(params, check_mode):
 
 def argument_spec():
     spec = {
-        "operation": {"type": "str", "choices": ["export", "report", "replay"], "required": True},
+        "operation": {"type": "str", "choices": ["export", "diff", "report", "replay"], "required": True},
         "endpoints": {"type": "list", "elements": "str"},
         "path": {"type": "path", "required": True},
+        "export_path": {"type": "path"},
         "summary_path": {"type": "path"},
         "diffs": {"type": "list", "elements": "dict"},
         "prefix": {"type": "str", "default": ""},
@@ -491,7 +556,8 @@ def argument_spec():
 
 
 def run(params, check_mode):
-    return {"export": export, "report": report, "replay": replay}[params["operation"]](params, check_mode)
+    operations = {"export": export, "diff": diff, "report": report, "replay": replay}
+    return operations[params["operation"]](params, check_mode)
 
 
 def main():
