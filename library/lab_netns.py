@@ -10,8 +10,8 @@ short_description: Create or remove a lab bridge, or a lab node (network namespa
 description:
   - With O(kind=bridge), makes sure a Linux bridge exists, holds O(address) and is up.
   - With O(kind=node), makes sure a network namespace exists with its loopback up, and a veth pair joins it
-    to the bridge, the node end inside the namespace holding O(address). The node gets no default route:
-    it reaches the lab subnet and nothing else.
+    to the bridge, the node end inside the namespace holding O(address). The node gets no default route,
+    so it reaches the lab subnet and nothing else.
   - O(state=absent) removes the bridge or the node. Removing a node first kills every process still inside
     its namespace (SIGTERM, then SIGKILL after O(kill_timeout) seconds), so that the namespace really goes.
   - Idempotent; reports a change only when something was created, fixed or removed. Runs C(ip) with argument
