@@ -1,0 +1,261 @@
+#!/usr/bin/env python3
+"""Benchmark: recover.yml, per step, against the same steps as a plain shell script of etcdctl commands.
+
+For each size (3 and 5 members by default): build the lab, put N keys (default 10k, the same on both sides, as
+data from before the split) through the JSON gateway in bounded batches, run `ansible-playbook
+playbooks/recover.yml` and read each step's time from profile_tasks' timestamps; then build the lab again, put
+the same keys, and run the floor: a bash script of etcdctl commands doing the same steps (status, stop
+writers, snapshot each side, export and diff, stop the fork, delete the partition, remove / move aside / add /
+start each member to rejoin, replay fork-only keys and quarantine conflicts in txn batches, endpoint hashkv).
+The floor does not revert the clock skew (no etcdctl command can) and prints no explanations. Prints both
+and the ratio. Traffic goes only to the lab's own addresses while the lab is up; every loop is bounded.
+
+    .venv/bin/python benchmarks/bench_recover.py [--members 3 5] [--keys 10000] [--source distro]
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import re
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+STATE = ROOT / ".lab"
+PLAYBOOK = str(ROOT / ".venv" / "bin" / "ansible-playbook")
+
+STEP_NAMES = {
+    "1": "detect",
+    "2": "stop writes",
+    "3": "back up every side",
+    "4": "conflicts",
+    "5": "stop forks",
+    "6": "heal",
+    "7": "rejoin",
+    "8": "reconcile",
+    "9": "restore/refuse",
+    "10": "verify",
+}
+
+
+def sh(argv, timeout=900, **kw):
+    return subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=timeout, **kw)
+
+
+def setup(members, source):
+    proc = sh(["./setup.sh", "-e", f"lab_members={members}", "-e", f"etcd_source={source}"])
+    if proc.returncode != 0:
+        sys.exit(f"setup failed:\n{proc.stdout[-3000:]}{proc.stderr[-2000:]}")
+    return json.loads((STATE / "lab.json").read_text())
+
+
+def teardown():
+    sh(["./teardown.sh"])
+
+
+def gateway(url, path, body):
+    req = urllib.request.Request(url + path, json.dumps(body).encode(), {"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        return json.load(resp)
+
+
+def preload(lab, keys, batch=100):
+    """The same N keys on the majority and on the fork (data from before the split)."""
+    b64 = lambda s: base64.b64encode(s.encode()).decode()  # noqa: E731
+    targets = [
+        next(m for m in lab["members"] if m["name"] == lab["majority"][0]),
+        next(m for m in lab["members"] if m["name"] == lab["forced"]),
+    ]
+    for member in targets:
+        for start in range(0, keys, batch):  # bounded: keys / batch requests
+            ops = [
+                {"request_put": {"key": b64(f"/bench/k{i:06d}"), "value": b64(f"v{i:06d}-" + "x" * 64)}}
+                for i in range(start, min(start + batch, keys))
+            ]
+            gateway(member["client_url"], "/v3/kv/txn", {"success": ops})
+
+
+def ansible_steps(stdout):
+    """Per-step seconds from profile_tasks' cumulative timestamps under each 'Recover | Step N' include."""
+    marks = []
+    lines = stdout.splitlines()
+    for i, line in enumerate(lines):
+        if line.startswith("TASK [") or line.startswith("TASKS RECAP"):
+            stamp = next((ln for ln in lines[i + 1 : i + 3] if re.search(r"\d+:\d\d:\d\d\.\d+ \*+", ln)), "")
+            m = re.search(r"(\d+):(\d\d):(\d\d\.\d+) \*+\s*$", stamp)
+            if not m:
+                continue
+            t = int(m[1]) * 3600 + int(m[2]) * 60 + float(m[3])
+            step = re.search(r"Recover \| Step (\d+) \|", line)
+            marks.append((step[1] if step else None, t, line.startswith("TASKS RECAP")))
+    steps = {}
+    current, since = None, None
+    for step, t, end in marks:
+        if (step or end) and current is not None:
+            steps[current] = steps.get(current, 0.0) + (t - since)
+            current = None
+        if step:
+            current, since = step, t
+    return steps
+
+
+FLOOR = r"""
+set -euo pipefail
+export ETCDCTL_API=3
+E={bin}/etcdctl
+S={state}
+LEADER={leader_url}
+FORK={fork_url}
+ALL={all_urls}
+T0=$(date +%s.%N)
+step() {{ now=$(date +%s.%N); echo "STEP $1 $(echo "$now - $T0" | bc)"; T0=$now; }}
+# 1 detect
+for u in ${{ALL//,/ }}; do
+  $E --endpoints=$u --command-timeout=3s endpoint status -w json >/dev/null 2>&1 || true
+  $E --endpoints=$u --command-timeout=3s member list -w json >/dev/null 2>&1 || true; done
+step 1
+# 2 stop writers
+for p in $S/workload/*.pid; do kill $(cat $p) 2>/dev/null || true; done
+for i in $(seq 1 100); do n=0; for p in $S/workload/*.pid; do [ -d /proc/$(cat $p) ] && n=$((n+1)); done;
+  [ $n -eq 0 ] && break; sleep 0.1; done
+step 2
+# 3 back up every side
+mkdir -p $S/floor
+$E --endpoints=$LEADER snapshot save $S/floor/auth.db >/dev/null
+$E --endpoints=$FORK snapshot save $S/floor/fork.db >/dev/null
+$E --endpoints=$FORK get "" --from-key -w json > $S/floor/fork-export.json
+step 3
+# 4 conflicts: key<TAB>value lines of both sides, then comm
+$E --endpoints=$LEADER get "" --from-key | paste - - | sort > $S/floor/auth.tsv
+$E --endpoints=$FORK get "" --from-key | paste - - | sort > $S/floor/fork.tsv
+comm -13 $S/floor/auth.tsv $S/floor/fork.tsv > $S/floor/fork-differs.tsv
+cut -f1 $S/floor/auth.tsv | sort > $S/floor/auth.keys
+step 4
+# 5 stop the fork (and nothing else runs on that side)
+for m in {rejoin}; do p=$(cat $S/nodes/$m/etcd.pid 2>/dev/null || echo 0); kill $p 2>/dev/null || true; done
+for i in $(seq 1 600); do n=0; for m in {rejoin}; do p=$(cat $S/nodes/$m/etcd.pid 2>/dev/null || echo 0);
+  [ $p -gt 0 ] && [ -d /proc/$p ] && n=$((n+1)); done; [ $n -eq 0 ] && break; sleep 0.1; done
+step 5
+# 6 heal
+for ns in {isolated_ns}; do ip netns exec $ns nft delete table inet sblab_partition 2>/dev/null || true; done
+step 6
+# 7 rejoin each member
+{rejoin_script}
+step 7
+# 8 reconcile: fork-only keys put, conflicting keys quarantined, in txn batches of 100
+while IFS=$'\t' read -r k v; do
+  if grep -qxF -- "$k" $S/floor/auth.keys; then echo "put /recovery/quarantine/{fork}$k $v"
+  else echo "put $k $v"; fi
+done < $S/floor/fork-differs.tsv > $S/floor/ops.txt
+split -l 100 $S/floor/ops.txt $S/floor/ops.part. || true
+for f in $S/floor/ops.part.*; do [ -e "$f" ] || continue
+  printf '\n%s\n\n\n' "$(cat $f)" | $E --endpoints=$LEADER txn >/dev/null; done
+step 8
+# 10 verify
+$E --endpoints=$ALL endpoint status -w json >/dev/null
+$E --endpoints=$ALL endpoint hashkv -w json >/dev/null
+step 10
+"""
+
+REJOIN = r"""
+id=$($E --endpoints=$LEADER member list | awk -F', ' '$3=="{m}"{{print $1}}')
+$E --endpoints=$LEADER member remove $id >/dev/null
+mv $S/nodes/{m}/data $S/nodes/{m}/data.moved-floor
+for i in $(seq 1 20); do
+  out=$($E --endpoints=$LEADER member add {m} --peer-urls={peer} 2>&1) && break; sleep 1; done
+ic=$(echo "$out" | sed -n 's/^ETCD_INITIAL_CLUSTER="\(.*\)"$/\1/p')
+ip netns exec {ns} setsid {bin}/etcd --name={m} --data-dir=$S/nodes/{m}/data \
+  --listen-client-urls={client},http://127.0.0.1:2379 --advertise-client-urls={client} \
+  --listen-peer-urls={peer} --initial-advertise-peer-urls={peer} --initial-cluster="$ic" \
+  --initial-cluster-token=sblab-cluster --initial-cluster-state=existing \
+  >> $S/nodes/{m}/etcd.log 2>&1 < /dev/null &
+echo $! > $S/nodes/{m}/etcd.pid
+for i in $(seq 1 300); do
+  a=$($E --endpoints=$LEADER endpoint status -w json 2>/dev/null | grep -o '"revision":[0-9]*' | head -1)
+  b=$($E --endpoints={client} endpoint status -w json 2>/dev/null \
+    | grep -o '"revision":[0-9]*' | head -1) || true
+  [ -n "$b" ] && [ "$a" = "$b" ] && break; sleep 0.2; done
+"""
+
+
+def floor_script(lab):
+    by = {m["name"]: m for m in lab["members"]}
+    leader = by[lab["majority"][0]]["client_url"]
+    rejoin = list(lab["isolated"])
+    parts = [
+        REJOIN.format(
+            m=m,
+            peer=by[m]["peer_url"],
+            client=by[m]["client_url"],
+            ns=by[m]["netns"],
+            bin=lab["etcd_bin_dir"],
+        )
+        for m in rejoin
+    ]
+    return FLOOR.format(
+        bin=lab["etcd_bin_dir"],
+        state=STATE,
+        leader_url=leader,
+        fork_url=by[lab["forced"]]["client_url"],
+        all_urls=",".join(m["client_url"] for m in lab["members"]),
+        rejoin=" ".join(rejoin),
+        isolated_ns=" ".join(by[m]["netns"] for m in lab["isolated"]),
+        rejoin_script="\n".join(parts),
+        fork=lab["forced"],
+    )
+
+
+def run_size(members, keys, source):
+    lab = setup(members, source)
+    preload(lab, keys)
+    start = time.monotonic()
+    proc = sh([PLAYBOOK, "playbooks/recover.yml"])
+    total_ansible = time.monotonic() - start
+    if proc.returncode != 0:
+        teardown()
+        sys.exit(f"recover.yml failed:\n{proc.stdout[-4000:]}")
+    steps = ansible_steps(proc.stdout)
+    teardown()
+
+    lab = setup(members, source)
+    preload(lab, keys)
+    start = time.monotonic()
+    floor = sh(["bash", "-c", floor_script(lab)])
+    total_floor = time.monotonic() - start
+    if floor.returncode != 0:
+        print(floor.stdout[-2000:], floor.stderr[-2000:])
+    floor_steps = {m[1]: float(m[2]) for m in re.finditer(r"^STEP (\d+) ([\d.]+)$", floor.stdout, re.M)}
+    teardown()
+    return steps, total_ansible, floor_steps, total_floor, floor.returncode
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--members", type=int, nargs="+", default=[3, 5])
+    parser.add_argument("--keys", type=int, default=10000)
+    parser.add_argument("--source", default="distro")
+    args = parser.parse_args()
+    for members in args.members:
+        steps, total, fsteps, ftotal, frc = run_size(members, args.keys, args.source)
+        print(
+            f"\n{members} members, {args.keys} keys, etcd {args.source}"
+            + ("" if frc == 0 else " (floor FAILED)")
+        )
+        print(f"  {'step':<22} {'recover.yml':>11} {'shell floor':>11} {'ratio':>6}")
+        for step in sorted(set(steps) | set(fsteps), key=int):
+            a, f = steps.get(step), fsteps.get(step)
+            ratio = f"{a / f:.1f}" if a and f else "-"
+            name = f"{step} {STEP_NAMES.get(step, '')}"
+            fa = f"{a:.1f}" if a is not None else "-"
+            ff = f"{f:.1f}" if f is not None else "-"
+            print(f"  {name:<22} {fa:>11} {ff:>11} {ratio:>6}")
+        print(f"  {'total (wall clock)':<22} {total:>11.1f} {ftotal:>11.1f} {total / ftotal:>6.1f}")
+
+
+if __name__ == "__main__":
+    main()
