@@ -8,6 +8,7 @@ between the sides is cut while the client port still answers.
 
 from __future__ import annotations
 
+import re
 import time
 
 import pytest
@@ -34,6 +35,12 @@ def setup_lab(*extra: str) -> None:
     proc = run(["./setup.sh", *extra], timeout=900)
     assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-3000:]
     assert "INCIDENT: etcd cluster behaving erratically" in proc.stdout
+
+
+def status_report() -> str:
+    proc = run(["./lab", "status"], timeout=120)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    return proc.stdout
 
 
 def teardown_lab() -> None:
@@ -137,6 +144,11 @@ def test_setup_split_brain_then_rebuild_then_teardown(clean_host, source):
     log = (STATE / "nodes" / second / "etcd.log").read_text()
     assert "the member has been permanently removed from the cluster" in log
     assert "permanently removed" in (STATE / "BRIEFING.txt").read_text()
+    # The status report (the etcd modules on the real lab) sees the fork, the authority and the dead member.
+    report = status_report()
+    assert "Split-brain: 2 leaders" in report
+    assert re.search(rf"{second} \(http://[0-9.]+:2379\) is unreachable", report), report
+    assert "Authoritative side" in report and f"({lab['forced']})" in report
 
     teardown_lab()
     assert not lab_leftovers(), lab_leftovers()
@@ -156,6 +168,9 @@ def test_lab_command_maps_the_exercise_commands(clean_host):
     assert proc.returncode == 0 and proc.stdout.count("started") == 1, proc.stdout
     logs = run(["./lab", "logs", fork])
     assert "force" in logs.stdout.lower()
+    report = status_report()
+    assert "View 1 [authoritative]" in report and "leads a one-member cluster of its own" in report
+    assert re.search(r"\+(89|90)\.[0-9]s", report), report  # the skewed member's CLOCK column
     nodes = run(["./lab", "nodes"])
     assert all(m["ip"] in nodes.stdout for m in lab["members"])
     # Bad input while a lab is up changes nothing: the same etcd processes still run.
