@@ -215,7 +215,7 @@ def test_partition_healed_before_the_fork_stopped(clean_host):
 
 
 def test_quorum_lost_refused_then_restored_with_opt_in(clean_host):
-    """Step 9: two of three members are stopped and their data dirs are gone (lost disks). No side holds a
+    """Step 9: two of three members are killed and their data dirs are gone (lost machines). No side holds a
     quorum of the original membership: recover.yml refuses and changes nothing. With the explicit opt-in it
     restores a new cluster from the fork's snapshot and lists the acknowledged writes that this loses."""
     setup_lab()
@@ -223,7 +223,7 @@ def test_quorum_lost_refused_then_restored_with_opt_in(clean_host):
     forced = lab["forced"]
     fork_pid = pid_of(forced)
     for name in lab["majority"]:
-        os.kill(pid_of(name), signal.SIGTERM)
+        os.kill(pid_of(name), signal.SIGKILL)  # a lost machine; SIGTERM can take a minute without quorum
     wait_until(lambda: not any(alive(pid_of(n)) for n in lab["majority"]), 60, "the majority to stop")
     for name in lab["majority"]:
         (STATE / "nodes" / name / "data").rename(STATE / "nodes" / name / "data.lost-disk")
