@@ -254,8 +254,9 @@ def test_quorum_lost_refused_then_restored_with_opt_in(clean_host):
     assert "Restoring a NEW cluster from" in restored.stdout
     assert re.search(r"\d+ of \d+ acknowledged writes are not in the new cluster", restored.stdout)
     views = assert_one_cluster(lab)
-    # A restore makes a new cluster: new member ids.
+    # A restore makes a new cluster: a new raft log, and with the new token new member ids.
     assert views[forced].member_id != old_id.member_id
+    assert views[forced].raft_index < old_id.raft_index
     report = json.loads((STATE / "recovery" / "conflicts.json").read_text())
     assert report["restored_from"] == forced and report["lost"]
     graded = playbook("verify.yml", check=False)
