@@ -162,11 +162,14 @@ $E --endpoints=$ALL endpoint hashkv -w json >/dev/null
 step 10
 """
 
-REJOIN = r"""
+REMOVE = r"""
 id=$($E --endpoints=$LEADER member list | awk -F', ' '$3=="{m}"{{print $1}}')
 $E --endpoints=$LEADER member remove $id >/dev/null
 mv $S/nodes/{m}/data $S/nodes/{m}/data.moved-floor
-for i in $(seq 1 20); do
+"""
+
+REJOIN = r"""
+for i in $(seq 1 30); do
   out=$($E --endpoints=$LEADER member add {m} --peer-urls={peer} 2>&1) && break; sleep 1; done
 ic=$(echo "$out" | sed -n 's/^ETCD_INITIAL_CLUSTER="\(.*\)"$/\1/p')
 ip netns exec {ns} setsid {bin}/etcd --name={m} --data-dir=$S/nodes/{m}/data \
@@ -175,11 +178,13 @@ ip netns exec {ns} setsid {bin}/etcd --name={m} --data-dir=$S/nodes/{m}/data \
   --initial-cluster-token=sblab-cluster --initial-cluster-state=existing \
   >> $S/nodes/{m}/etcd.log 2>&1 < /dev/null &
 echo $! > $S/nodes/{m}/etcd.pid
-for i in $(seq 1 300); do
-  a=$($E --endpoints=$LEADER endpoint status -w json 2>/dev/null | grep -o '"revision":[0-9]*' | head -1)
-  b=$($E --endpoints={client} endpoint status -w json 2>/dev/null \
+for i in $(seq 1 150); do
+  a=$($E --endpoints=$LEADER --dial-timeout=1s --command-timeout=1s endpoint status -w json 2>/dev/null \
+    | grep -o '"revision":[0-9]*' | head -1) || true
+  b=$($E --endpoints={client} --dial-timeout=1s --command-timeout=1s endpoint status -w json 2>/dev/null \
     | grep -o '"revision":[0-9]*' | head -1) || true
   [ -n "$b" ] && [ "$a" = "$b" ] && break; sleep 0.2; done
+[ -n "$b" ] && [ "$a" = "$b" ]
 """
 
 
@@ -187,7 +192,8 @@ def floor_script(lab):
     by = {m["name"]: m for m in lab["members"]}
     leader = by[lab["majority"][0]]["client_url"]
     rejoin = list(lab["isolated"])
-    parts = [
+    # etcd refuses to add a voter while a voter is not connected: remove every member to rejoin first.
+    parts = [REMOVE.format(m=m) for m in rejoin] + [
         REJOIN.format(
             m=m,
             peer=by[m]["peer_url"],
