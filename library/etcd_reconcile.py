@@ -90,30 +90,8 @@ options:
       - Keys per range request for C(export) and for reading current values in C(replay).
     type: int
     default: 5000
-  timeout:
-    description:
-      - Seconds to wait for each HTTP request to an endpoint (connect and each read).
-    type: float
-    default: 5.0
-  ca_file:
-    description:
-      - PEM file of the CA that signed the members' server certificates (https endpoints).
-      - When omitted, the system trust store is used.
-    type: path
-  cert_file:
-    description:
-      - PEM client certificate, for members started with C(--client-cert-auth).
-      - Requires O(key_file).
-    type: path
-  key_file:
-    description:
-      - PEM private key of O(cert_file).
-    type: path
-  validate_certs:
-    description:
-      - Verify the members' server certificates and host names. Turn off only in a lab.
-    type: bool
-    default: true
+extends_documentation_fragment:
+  - etcd_connection
 attributes:
   check_mode:
     support: full

@@ -27,7 +27,7 @@ def documented_options(mod) -> dict:
     return options
 
 
-MODULES = ["etcd_endpoint_status", "etcd_member", "etcd_snapshot", "etcd_kv_diff"]
+MODULES = sorted(p.stem for p in (Path(__file__).resolve().parents[2] / "library").glob("etcd_*.py"))
 
 
 @pytest.mark.parametrize("name", MODULES)
