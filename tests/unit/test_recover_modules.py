@@ -1,4 +1,6 @@
-"""etcd_reconcile and etcd_consistency without etcd: documentation, the conflict report, the ledger audit."""
+"""etcd_reconcile and etcd_consistency without etcd: the conflict report and the ledger audit.
+
+Their documentation is checked with every etcd_* module in test_etcd_docs.py."""
 
 from __future__ import annotations
 
@@ -6,23 +8,6 @@ import json
 
 import etcd_consistency
 import etcd_reconcile
-import pytest
-import yaml
-
-
-@pytest.mark.parametrize("mod", [etcd_reconcile, etcd_consistency])
-def test_docs_parse_and_match_argument_spec(mod):
-    doc = yaml.safe_load(mod.DOCUMENTATION)
-    yaml.safe_load(mod.EXAMPLES)
-    assert isinstance(yaml.safe_load(mod.RETURN), dict)
-    assert doc["attributes"]["check_mode"]["support"] == "full"
-    spec = mod.argument_spec()
-    assert set(doc["options"]) == set(spec)
-    for option, entry in spec.items():
-        documented = doc["options"][option]
-        assert documented.get("type", "str") == entry.get("type", "str"), option
-        assert documented.get("choices") == entry.get("choices"), option
-        assert documented.get("default") == entry.get("default"), option
 
 
 def test_quarantine_key_keeps_the_member_and_the_key():
