@@ -13,6 +13,7 @@ import os
 import re
 import signal
 import time
+import warnings
 from pathlib import Path
 
 import pytest
@@ -28,9 +29,9 @@ RECAP = re.compile(r"^(\S+)\s+: ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+f
 
 
 def leftovers() -> list[str]:
-    """lablib.lab_leftovers(), minus the processes of the molecule lab (.lab-molecule/): lab_leftovers matches
-    the state dir as a bare prefix of the command line, so another engineer's molecule run would count."""
-    return [item for item in lab_leftovers() if f"{STATE}-molecule/" not in item]
+    """lablib.lab_leftovers(), minus the processes of other labs whose state dir starts with ours
+    (.lab-molecule/, .lab-ci/): lab_leftovers matches the state dir as a bare prefix of the command line."""
+    return [item for item in lab_leftovers() if not re.search(re.escape(str(STATE)) + r"-[\w.-]+/", item)]
 
 
 def setup_lab(*extra: str) -> None:
@@ -40,6 +41,12 @@ def setup_lab(*extra: str) -> None:
 
 def teardown_lab() -> None:
     proc = run(["./teardown.sh"], timeout=300)
+    if proc.returncode != 0:
+        # Seen twice on five-member and pypi labs: lab_netns removes a node's namespace, which takes the veth
+        # pair with it, then fails on `ip link del sblab-hN` ("Cannot find device"). Not the recovery's doing:
+        # say so, and run teardown again, which must then succeed and leave nothing.
+        warnings.warn(f"teardown failed once, retried: {proc.stdout[-600:]}", stacklevel=2)
+        proc = run(["./teardown.sh"], timeout=300)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
 
 
