@@ -226,7 +226,13 @@ def node_absent(run: Planner, p: dict, result: dict) -> None:
             result["killed_pids"] = pids if run.check_mode else kill_all(ns, p["kill_timeout"])
         run.do(f"delete netns {ns}", "netns", "del", ns)
     if p["veth_host"] and link(p["veth_host"]) is not None:
-        run.do(f"delete veth {p['veth_host']}", "link", "del", p["veth_host"])
+        # Deleting the namespace destroys the node end, and the kernel removes the host end a moment
+        # later: the link can vanish between the check and the delete.
+        run.actions.append(f"delete veth {p['veth_host']}")
+        if not run.check_mode:
+            proc = subprocess.run(["ip", "link", "del", p["veth_host"]], capture_output=True, text=True)
+            if proc.returncode != 0 and link(p["veth_host"]) is not None:
+                raise NetnsError(f"`ip link del {p['veth_host']}` failed: {proc.stderr.strip()}")
 
 
 def run_module() -> None:

