@@ -119,7 +119,6 @@ import glob
 import json
 import os
 import time
-import traceback
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.etcd_client import (
@@ -130,6 +129,7 @@ from ansible.module_utils.etcd_client import (
     parallel_map,
     parse_kv,
     parse_member,
+    run_or_fail,
 )
 
 
@@ -400,18 +400,12 @@ def argument_spec():
 
 def main():
     module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
-    try:
-        result = run(module.params, module.check_mode)
-    except EtcdError as exc:
-        module.fail_json(msg=str(exc), changed=False)
-    except (OSError, ValueError, KeyError) as exc:
-        module.fail_json(msg=f"etcd_consistency: {exc}", changed=False)
-    except Exception as exc:  # a bug, not an operator error: still one line, details with -vvv
-        module.fail_json(
-            msg=f"Unexpected error ({exc.__class__.__name__}): {exc}",
-            changed=False,
-            exception=traceback.format_exc(),
-        )
+    result = run_or_fail(
+        module,
+        lambda: run(module.params, module.check_mode),
+        local_errors=(OSError, ValueError, KeyError),
+        local_prefix="etcd_consistency",
+    )
     module.exit_json(**result)
 
 

@@ -201,7 +201,6 @@ report:
   elements: str
 """
 
-import traceback
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.etcd_client import (
@@ -213,6 +212,7 @@ from ansible.module_utils.etcd_client import (
     parallel_map,
     parse_member,
     quorum,
+    run_or_fail,
     validate_endpoint,
 )
 
@@ -690,16 +690,7 @@ def run(params):
 
 def main():
     module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
-    try:
-        result = run(module.params)
-    except EtcdError as exc:
-        module.fail_json(msg=str(exc), changed=False)
-    except Exception as exc:  # a bug, not an operator error: still one line, details with -vvv
-        module.fail_json(
-            msg=f"Unexpected error ({exc.__class__.__name__}): {exc}",
-            changed=False,
-            exception=traceback.format_exc(),
-        )
+    result = run_or_fail(module, lambda: run(module.params))
     module.exit_json(**result)
 
 

@@ -150,7 +150,6 @@ import hashlib
 import json
 import os
 import tempfile
-import traceback
 from binascii import a2b_base64
 from concurrent.futures import ThreadPoolExecutor
 
@@ -168,6 +167,7 @@ from ansible.module_utils.etcd_client import (
     parse_range_response,
     prefix_range_end,
     range_request,
+    run_or_fail,
     validate_endpoint,
 )
 
@@ -454,18 +454,12 @@ def argument_spec():
 
 def main():
     module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
-    try:
-        result = run(module.params, module.check_mode)
-    except EtcdError as exc:
-        module.fail_json(msg=str(exc), changed=False)
-    except OSError as exc:
-        module.fail_json(msg=f"Cannot write the report: {exc}", changed=False)
-    except Exception as exc:  # a bug, not an operator error: still one line, details with -vvv
-        module.fail_json(
-            msg=f"Unexpected error ({exc.__class__.__name__}): {exc}",
-            changed=False,
-            exception=traceback.format_exc(),
-        )
+    result = run_or_fail(
+        module,
+        lambda: run(module.params, module.check_mode),
+        local_errors=(OSError,),
+        local_prefix="Cannot write the report",
+    )
     module.exit_json(**result)
 
 

@@ -154,7 +154,6 @@ initial_cluster:
   type: str
 """
 
-import traceback
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.etcd_client import (
@@ -167,6 +166,7 @@ from ansible.module_utils.etcd_client import (
     parallel_map,
     parse_member,
     quorum,
+    run_or_fail,
     validate_endpoint,
 )
 
@@ -458,16 +458,9 @@ def main():
         supports_check_mode=True,
         mutually_exclusive=[("name", "id")],
     )
-    try:
-        result = run(module.params, module.check_mode)
-    except EtcdError as exc:
-        module.fail_json(msg=str(with_hint(exc)), changed=False)
-    except Exception as exc:  # a bug, not an operator error: still one line, details with -vvv
-        module.fail_json(
-            msg=f"Unexpected error ({exc.__class__.__name__}): {exc}",
-            changed=False,
-            exception=traceback.format_exc(),
-        )
+    result = run_or_fail(
+        module, lambda: run(module.params, module.check_mode), etcd_message=lambda e: str(with_hint(e))
+    )
     warnings = result.pop("warnings", [])
     for w in warnings:
         module.warn(w)

@@ -171,7 +171,6 @@ already:
 import json
 import os
 import tempfile
-import traceback
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.etcd_client import (
@@ -182,6 +181,7 @@ from ansible.module_utils.etcd_client import (
     decode_value,
     parse_kv,
     prefix_range_end,
+    run_or_fail,
     unb64,
 )
 
@@ -540,18 +540,12 @@ def run(params, check_mode):
 
 def main():
     module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
-    try:
-        result = run(module.params, module.check_mode)
-    except EtcdError as exc:
-        module.fail_json(msg=str(exc), changed=False)
-    except (OSError, ValueError, KeyError) as exc:
-        module.fail_json(msg=f"etcd_reconcile {module.params['operation']}: {exc}", changed=False)
-    except Exception as exc:  # a bug, not an operator error: still one line, details with -vvv
-        module.fail_json(
-            msg=f"Unexpected error ({exc.__class__.__name__}): {exc}",
-            changed=False,
-            exception=traceback.format_exc(),
-        )
+    result = run_or_fail(
+        module,
+        lambda: run(module.params, module.check_mode),
+        local_errors=(OSError, ValueError, KeyError),
+        local_prefix=f"etcd_reconcile {module.params['operation']}",
+    )
     module.exit_json(**result)
 
 

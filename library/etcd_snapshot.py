@@ -219,7 +219,6 @@ import json
 import os
 import shutil
 import tempfile
-import traceback
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.etcd_client import (
@@ -227,6 +226,7 @@ from ansible.module_utils.etcd_client import (
     SNAPSHOT_HASH_SIZE,
     EtcdError,
     client_from_params,
+    run_or_fail,
     validate_endpoint,
 )
 
@@ -608,18 +608,12 @@ def main():
     def which(name):
         return module.get_bin_path(name)
 
-    try:
-        result = run(module.params, module.check_mode, runner, which)
-    except EtcdError as exc:
-        module.fail_json(msg=str(exc), changed=False)
-    except OSError as exc:
-        module.fail_json(msg=f"File system error: {exc}", changed=False)
-    except Exception as exc:  # a bug, not an operator error: still one line, details with -vvv
-        module.fail_json(
-            msg=f"Unexpected error ({exc.__class__.__name__}): {exc}",
-            changed=False,
-            exception=traceback.format_exc(),
-        )
+    result = run_or_fail(
+        module,
+        lambda: run(module.params, module.check_mode, runner, which),
+        local_errors=(OSError,),
+        local_prefix="File system error",
+    )
     module.exit_json(**result)
 
 

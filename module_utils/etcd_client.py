@@ -32,6 +32,7 @@ import socket
 import ssl
 import threading
 import time
+import traceback
 from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import urlsplit
 
@@ -1028,3 +1029,22 @@ def parse_member(member):
 
 def quorum(voters):
     return voters // 2 + 1
+
+
+def run_or_fail(module, action, local_errors=(), local_prefix="", etcd_message=str):
+    """Return action(); turn any failure into one fail_json line (the modules' shared main() wrapper).
+
+    EtcdError -> etcd_message(exc); local_errors (file system, bad report) -> "local_prefix: exc"; anything
+    else is a bug: still one line, with the traceback in `exception` for -vvv."""
+    try:
+        return action()
+    except EtcdError as exc:
+        module.fail_json(msg=etcd_message(exc), changed=False)
+    except local_errors as exc:
+        module.fail_json(msg=f"{local_prefix}: {exc}", changed=False)
+    except Exception as exc:
+        module.fail_json(
+            msg=f"Unexpected error ({exc.__class__.__name__}): {exc}",
+            changed=False,
+            exception=traceback.format_exc(),
+        )
