@@ -19,7 +19,7 @@ split-brain with playbooks/setup.yml. Runs as root. Extra arguments go to ansibl
   ./setup.sh -e lab_subnet=198.18.214.0/24 another subnet for the lab bridge
 
   --deps-only   install the dependencies and stop
-  --dev         also install the test and lint tools (requirements-dev.txt)
+  --dev         also install the test and lint tools (requirements-dev.txt, and apt: prometheus for promtool)
 Remove everything with ./teardown.sh.
 USAGE
 }
@@ -43,6 +43,8 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 
 apt_packages=(etcd-server etcd-client nftables iproute2 faketime python3-venv)
+# The tests also run promtool (Debian's prometheus package) on the alert rules of safeguards.yml.
+[ "$dev" -eq 1 ] && apt_packages+=(prometheus)
 missing=()
 for pkg in "${apt_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
@@ -57,6 +59,10 @@ if [ "${#missing[@]}" -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  # Only promtool is needed: a Prometheus server that the package may have started is stopped again.
+  if [[ " ${missing[*]} " == *" prometheus "* ]]; then
+    systemctl disable --now prometheus >/dev/null 2>&1 || service prometheus stop >/dev/null 2>&1 || true
+  fi
 fi
 
 python=${LAB_PYTHON:-python3}
