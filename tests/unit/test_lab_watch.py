@@ -192,3 +192,37 @@ def test_detector_loop_is_bounded_and_writes_state_and_log(tmp_path):
         == 0
     )
     assert json.loads((tmp_path / "detector.json").read_text())["cycle"] == 3
+
+
+def test_rotate_names_the_new_snapshot_and_applies_retention(tmp_path):
+    old = [f"snapshot-2026112{d}T120000Z.db" for d in range(3)]
+    for n in old:
+        (tmp_path / n).write_bytes(b"old")
+    (tmp_path / "incoming.db").write_bytes(b"new snapshot")
+    assert watch.main(["rotate", "--out", str(tmp_path), "--keep", "2"]) == 0
+    assert not (tmp_path / "incoming.db").exists()
+    state = json.loads((tmp_path / "snapshots.json").read_text())
+    assert len(state["kept"]) == 2 and state["kept"][0] == old[-1]
+    assert (tmp_path / state["kept"][-1]).read_bytes() == b"new snapshot"
+    # Nothing saved: a clear failure, nothing removed.
+    assert watch.main(["rotate", "--out", str(tmp_path), "--keep", "1"]) == 1
+    assert len(list(tmp_path.glob("snapshot-*.db"))) == 2
+
+
+def test_rotate_runs_from_any_directory_with_the_standard_library_only(tmp_path):
+    """The kind CronJob runs the script from a ConfigMap mount, in a plain python image."""
+    import shutil
+    import subprocess
+    import sys
+
+    script = tmp_path / "lab_watch.py"
+    shutil.copy(ROOT / "roles/safeguards/files/lab_watch.py", script)
+    (tmp_path / "snaps").mkdir()
+    (tmp_path / "snaps" / "incoming.db").write_bytes(b"x")
+    proc = subprocess.run(
+        [sys.executable, "-I", "-S", str(script), "rotate", "--out", str(tmp_path / "snaps")],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert len(list((tmp_path / "snaps").glob("snapshot-*.db"))) == 1

@@ -3,6 +3,7 @@
 
   lab_watch.py detect   --endpoints URL,... --expected NAME,... --out DIR [--interval 3]
   lab_watch.py snapshot --endpoints URL,... --expected NAME,... --out DIR [--interval 60 --keep 5]
+  lab_watch.py rotate   --out DIR [--incoming incoming.db --keep 5]
 
 detect asks every member for its status, leader and member list (the same probe and diagnosis as
 etcd_endpoint_status and the status report), then writes, under --out:
@@ -18,8 +19,12 @@ original membership, every --interval seconds, into --out/snapshot-<UTC time>.db
 of them: older files that it named itself are removed. No side with a quorum: no snapshot (a snapshot of a
 fork would be the wrong history), and the reason is logged.
 
-Both stop by themselves after --duration seconds or --max-cycles rounds, when --stop-if-missing disappears
-(the lab was torn down), and cleanly on SIGTERM or SIGINT. They talk only to the endpoints given.
+rotate (the kind platform's snapshot CronJob, after `etcdctl snapshot save DIR/incoming.db`) renames the
+new snapshot to snapshot-<UTC time>.db and applies the same retention; standard library only.
+
+detect and snapshot stop by themselves after --duration seconds or --max-cycles rounds, when
+--stop-if-missing disappears (the lab was torn down), and cleanly on SIGTERM or SIGINT. They talk only to
+the endpoints given.
 """
 
 from __future__ import annotations
@@ -40,7 +45,8 @@ import time
 from pathlib import Path
 
 STOP = False
-ROOT = Path(__file__).resolve().parents[3]
+# The repository (roles/safeguards/files/ -> root); resolved when the lab's modules are loaded.
+ROOT_DEPTH = 3
 SNAPSHOT_RE = re.compile(r"^snapshot-\d{8}T\d{6}Z\.db$")
 SEVERITY_ORDER = {"ok": 0, "warning": 1, "critical": 2}
 
@@ -54,10 +60,11 @@ def load_lab_modules():
     """Import the lab's modules the way Ansible resolves them (shared code as ansible.module_utils.*)."""
     import ansible.module_utils
 
-    if str(ROOT / "module_utils") not in ansible.module_utils.__path__:
-        ansible.module_utils.__path__.append(str(ROOT / "module_utils"))
-    if str(ROOT / "library") not in sys.path:
-        sys.path.insert(0, str(ROOT / "library"))
+    root = Path(__file__).resolve().parents[ROOT_DEPTH]
+    if str(root / "module_utils") not in ansible.module_utils.__path__:
+        ansible.module_utils.__path__.append(str(root / "module_utils"))
+    if str(root / "library") not in sys.path:
+        sys.path.insert(0, str(root / "library"))
     return importlib.import_module("etcd_endpoint_status"), importlib.import_module("etcd_snapshot")
 
 
@@ -350,6 +357,24 @@ def run_snapshot(args: argparse.Namespace) -> int:
     return loop(args, cycle)
 
 
+def run_rotate(args: argparse.Namespace) -> int:
+    """Name the snapshot that etcdctl just saved and apply the retention (one round, no etcd access)."""
+    out = Path(args.out)
+    incoming = out / args.incoming
+    if not incoming.is_file() or incoming.stat().st_size == 0:
+        print(f"{incoming} is missing or empty: the snapshot was not saved", file=sys.stderr)
+        return 1
+    moment = now_utc()
+    path = out / snapshot_name(moment)
+    os.replace(incoming, path)
+    removed = prune(out, args.keep)
+    kept = sorted(p.name for p in out.iterdir() if SNAPSHOT_RE.match(p.name))
+    state = {"last": {"time": stamp(moment), "path": str(path), "size": path.stat().st_size}, "kept": kept}
+    write_atomic(out / "snapshots.json", json.dumps(state, indent=1) + "\n")
+    print(f"{stamp(moment)} saved {path.name}; pruned {removed or 'nothing'}", flush=True)
+    return 0
+
+
 # ---- the bounded loop -----------------------------------------------------------------------
 
 
@@ -375,10 +400,11 @@ def _csv(text: str) -> list[str]:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("mode", choices=["detect", "snapshot"])
+    parser.add_argument("mode", choices=["detect", "snapshot", "rotate"])
     parser.add_argument(
-        "--endpoints", type=_csv, required=True, help="client URLs of every member, comma-separated"
+        "--endpoints", type=_csv, default=[], help="client URLs of every member, comma-separated"
     )
+    parser.add_argument("--incoming", default="incoming.db", help="file that etcdctl saved (rotate mode)")
     parser.add_argument(
         "--expected", type=_csv, default=[], help="names of the original members, comma-separated"
     )
@@ -398,8 +424,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--max-cycles", type=int, default=100000, help="stop after this many rounds")
     parser.add_argument("--stop-if-missing", default=None, help="stop when this file disappears")
     args = parser.parse_args(argv)
-    if not args.endpoints:
+    if not args.endpoints and args.mode != "rotate":
         parser.error("--endpoints names no endpoint")
+    if "/" in args.incoming or args.incoming.startswith("snapshot-"):
+        parser.error("--incoming must be a plain file name that is not snapshot-*")
     if args.interval <= 0 or args.duration <= 0 or args.max_cycles <= 0 or args.timeout <= 0:
         parser.error("--interval, --duration, --max-cycles and --timeout must be positive")
     if args.keep < 1:
@@ -413,7 +441,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     args = parse_args(argv)
-    return run_detect(args) if args.mode == "detect" else run_snapshot(args)
+    return {"detect": run_detect, "snapshot": run_snapshot, "rotate": run_rotate}[args.mode](args)
 
 
 if __name__ == "__main__":
