@@ -280,3 +280,87 @@ def test_a_member_manifest_renders_for_the_member_asked(tmp_path):
         "--offset=-30.0" in pod["spec"]["containers"][0]["command"]
         or "--offset=-30" in pod["spec"]["containers"][0]["command"]
     )
+
+
+OVERRIDE_CASES = {
+    # case: (etcd_cluster_state, etcd_member_extra_args, etcd_initial_cluster_state, expected merged keys)
+    "forced": ("started", ["--force-new-cluster"], "new", {"force-new-cluster": "true"}),
+    "plain": ("started", [], "new", {}),
+    "held": ("stopped", [], "new", None),
+    "rejoin": (
+        "started",
+        [],
+        "existing",
+        {
+            "initial-cluster-state": "existing",
+            "initial-cluster": '"etcd-0=http://etcd-0.etcd-peer.kube-system.svc.cluster.local:2380,'
+            'etcd-2=http://etcd-2.etcd-peer.kube-system.svc.cluster.local:2380"',
+        },
+    ),
+    "flag with value": ("started", ["--snapshot-count=5"], "new", {"snapshot-count": "5"}),
+}
+
+
+def test_member_overrides_reach_the_members_etcd_config(tmp_path):
+    """The etcd role's override_kind.yml, then the init container's own parser and merge, per case."""
+    ic = "etcd-0=http://etcd-0.etcd-peer.kube-system.svc.cluster.local:2380,etcd-2=http://etcd-2.etcd-peer.kube-system.svc.cluster.local:2380"
+    tasks = []
+    for case, (state, args, ics, _) in OVERRIDE_CASES.items():
+        tasks += [
+            {
+                "name": f"Test | Override {case}",
+                "ansible.builtin.include_role": {"name": "etcd", "tasks_from": "override_kind"},
+                "vars": {
+                    "etcd_cluster_state": state,
+                    "etcd_member_extra_args": args,
+                    "etcd_initial_cluster_state": ics,
+                    "etcd_initial_cluster": ic,
+                },
+            },
+            {
+                "name": f"Test | Save override {case}",
+                "ansible.builtin.copy": {
+                    "content": "{{ etcd_kind_override }}",
+                    "dest": str(tmp_path / f"{case}.txt"),
+                    "mode": "0644",
+                },
+            },
+        ]
+    book = tmp_path / "override.yml"
+    book.write_text(
+        yaml.safe_dump(
+            [{"name": "Test | Overrides", "hosts": "localhost", "gather_facts": False, "tasks": tasks}]
+        )
+    )
+    proc = playbook(str(book))
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "lab_etcd_config", ROOT / "roles" / "kind_cluster" / "files" / "lab_etcd_config.py"
+    )
+    config = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(config)
+    for case, (_state, _args, _ics, expected) in OVERRIDE_CASES.items():
+        text = (tmp_path / f"{case}.txt").read_text()
+        override = config.parse_override(text, case)
+        if expected is None:
+            assert config.is_true(override.get("lab-hold")), (case, text)
+            continue
+        assert override == expected, (case, text)
+        # Merged the way the init container does it: the override wins, only for this member.
+        args = config.parse_args(
+            [
+                "--name=etcd-2",
+                "--members=3",
+                "--peer-domain=etcd-peer.kube-system.svc.cluster.local",
+                "--token=t",
+                "--data-dir=/var/lib/etcd/data",
+                "--overrides-dir=/nonexistent",
+                "--out=/dev/null",
+            ]
+        )
+        merged = yaml.safe_load(config.render(config.base_config(args, "etcd-2"), "etcd-2", override))
+        for key, value in expected.items():
+            assert merged[key] == yaml.safe_load(value), (case, key)
