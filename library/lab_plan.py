@@ -68,6 +68,24 @@ options:
     description: With O(load=true), return C(exists=false) instead of failing when there is no saved layout.
     type: bool
     default: false
+  kind_client_port_base:
+    description:
+      - With O(platform=kind), member N's client URL is C(http://<kind_listen_address>:<this + N>), the host
+        port that the kind cluster maps to member N's client NodePort, so that every module reaches every
+        member from the controller unchanged. Must match the kind_cluster role's
+        C(kind_cluster_client_node_port_base).
+    type: int
+    default: 32379
+  kind_listen_address:
+    description: With O(platform=kind), the host address of those port mappings.
+    type: str
+    default: 127.0.0.1
+  kind_peer_domain:
+    description:
+      - With O(platform=kind), the DNS domain of the members' peer URLs
+        (C(http://etcd-N.<this>:2380), the StatefulSet's headless Service), as etcd advertises them.
+    type: str
+    default: etcd-peer.kube-system.svc.cluster.local
 attributes:
   check_mode:
     support: full
@@ -123,6 +141,10 @@ plan:
           peer_url: http://198.18.213.11:2380
           isolated: false
           forced: false
+      notes:
+        - With platform kind, client_url is the host-mapped URL (http://127.0.0.1:32379 for etcd-0) and
+          peer_url the member's DNS name (http://etcd-0.etcd-peer.kube-system.svc.cluster.local:2380);
+          ip, netns and veth_* are not used on kind.
 """
 
 import ipaddress
@@ -138,6 +160,11 @@ MAX_MEMBERS = 7
 NAME_RE = re.compile(r"^[a-z][a-z0-9]{0,5}$")
 FIRST_MEMBER_HOST = 11
 PLATFORMS = ("local", "kind")
+KIND_DEFAULTS = {
+    "client_port_base": 32379,
+    "listen_address": "127.0.0.1",
+    "peer_domain": "etcd-peer.kube-system.svc.cluster.local",
+}
 
 
 class PlanError(ValueError):
@@ -208,6 +235,7 @@ def build_plan(
     subnet: str,
     isolated: list[str],
     forced: str,
+    kind: dict | None = None,
 ) -> dict:
     if platform not in PLATFORMS:
         raise PlanError(f"lab_platform={platform} is unknown: use {' or '.join(PLATFORMS)}")
@@ -252,6 +280,8 @@ def build_plan(
                 "forced": member == forced,
             }
         )
+    if platform == "kind":
+        use_kind_urls(entries, {**KIND_DEFAULTS, **(kind or {})})
     return {
         "name": name,
         "platform": platform,
@@ -265,6 +295,15 @@ def build_plan(
         "forced": forced,
         "members": entries,
     }
+
+
+def use_kind_urls(entries: list[dict], kind: dict) -> None:
+    """The kind platform's URLs: clients through the host-mapped NodePorts, peers by their pod DNS names."""
+    for entry in entries:
+        entry["client_url"] = (
+            f"http://{kind['listen_address']}:{int(kind['client_port_base']) + entry['index']}"
+        )
+        entry["peer_url"] = f"http://{entry['name']}.{kind['peer_domain']}:2380"
 
 
 def load_plan(path: str) -> dict | None:
@@ -291,6 +330,9 @@ def run_module() -> None:
             "state_file": {"type": "path"},
             "load": {"type": "bool", "default": False},
             "missing_ok": {"type": "bool", "default": False},
+            "kind_client_port_base": {"type": "int", "default": KIND_DEFAULTS["client_port_base"]},
+            "kind_listen_address": {"type": "str", "default": KIND_DEFAULTS["listen_address"]},
+            "kind_peer_domain": {"type": "str", "default": KIND_DEFAULTS["peer_domain"]},
         },
         required_if=[("load", True, ["state_file"])],
         supports_check_mode=True,
@@ -314,6 +356,11 @@ def run_module() -> None:
             subnet=p["subnet"],
             isolated=p["isolated_members"],
             forced=p["forced_member"],
+            kind={
+                "client_port_base": p["kind_client_port_base"],
+                "listen_address": p["kind_listen_address"],
+                "peer_domain": p["kind_peer_domain"],
+            },
         )
         if p["check_subnet"] and p["platform"] == "local":
             check_clash(ipaddress.ip_network(plan["subnet"]), plan["bridge"], host_networks())

@@ -565,6 +565,29 @@ def test_one_writer_per_member_pinned_to_its_client_service(render):
         assert check.returncode == 0, check.stderr
 
 
+def test_each_ledger_reader_mounts_its_writers_ledger_read_only(render):
+    """The readers that copy a stopped writer's ledger out: the same claim, the path the writer writes."""
+    for member in render.plan["members"]:
+        name = member["name"]
+        reader = render.one("Pod", f"lab-ledger-reader-{name}")
+        writer = render.one("Deployment", f"lab-writer-{name}")["spec"]["template"]["spec"]
+        claim = {v["name"]: v["persistentVolumeClaim"] for v in reader["spec"]["volumes"]}["ledger"]
+        assert claim == {"claimName": f"lab-ledger-{name}", "readOnly": True}
+        assert {v["name"]: v.get("persistentVolumeClaim") for v in writer["volumes"]}["ledger"][
+            "claimName"
+        ] == (claim["claimName"])
+        (container,) = reader["spec"]["containers"]
+        (mount,) = container["volumeMounts"]
+        assert mount["readOnly"] is True
+        ledger = next(a for a in writer["containers"][0]["command"] if a.startswith("--ledger="))
+        # ledger_kind.yml reads /ledger/<member>.jsonl in the writer or the reader pod.
+        assert ledger == f"--ledger={mount['mountPath']}/{name}.jsonl" == f"--ledger=/ledger/{name}.jsonl"
+        assert reader["spec"]["restartPolicy"] == "Never"
+        assert not matches(
+            render.one("Service", f"{name}-client")["spec"]["selector"], reader["metadata"]["labels"]
+        )
+
+
 def test_clock_skew_pod_targets_the_skewed_members_etcd(render, tmp_path):
     pod = render.one("Pod", "lab-clock-skew")
     target = render.plan["majority"][0]

@@ -105,3 +105,44 @@ def test_subnet_clash_detection(existing, clash):
             check_clash(net, "sblab0", networks)
     else:
         check_clash(net, "sblab0", networks)
+
+
+def test_kind_members_are_reached_through_the_host_mapped_ports():
+    plan = build_plan(**{**BASE, "platform": "kind", "members": 5})
+    assert [m["client_url"] for m in plan["members"]] == [f"http://127.0.0.1:{32379 + i}" for i in range(5)]
+    assert plan["members"][2]["peer_url"] == "http://etcd-2.etcd-peer.kube-system.svc.cluster.local:2380"
+    assert (
+        plan["initial_cluster"].split(",")[0]
+        == "etcd-0=http://etcd-0.etcd-peer.kube-system.svc.cluster.local:2380"
+    )
+    assert (
+        plan["platform"] == "kind" and plan["isolated"] == ["etcd-3", "etcd-4"] and plan["forced"] == "etcd-4"
+    )
+
+
+def test_kind_urls_follow_the_given_ports_and_domain():
+    kind = {"client_port_base": 31000, "listen_address": "127.0.0.2", "peer_domain": "p.ns.svc"}
+    plan = build_plan(**{**BASE, "platform": "kind", "kind": kind})
+    assert plan["members"][1]["client_url"] == "http://127.0.0.2:31001"
+    assert plan["members"][1]["peer_url"] == "http://etcd-1.p.ns.svc:2380"
+
+
+def test_kind_settings_leave_the_local_layout_alone():
+    kind = {"client_port_base": 31000}
+    assert build_plan(**{**BASE, "kind": kind}) == build_plan(**BASE)
+
+
+def test_kind_url_defaults_match_the_kind_cluster_role():
+    from pathlib import Path
+
+    import yaml
+    from lab_plan import KIND_DEFAULTS
+
+    role = Path(__file__).resolve().parents[2] / "roles" / "kind_cluster"
+    defaults = yaml.safe_load((role / "defaults" / "main.yml").read_text())
+    role_vars = yaml.safe_load((role / "vars" / "main.yml").read_text())
+    assert KIND_DEFAULTS["client_port_base"] == defaults["kind_cluster_client_node_port_base"]
+    assert KIND_DEFAULTS["listen_address"] == defaults["kind_cluster_listen_address"]
+    assert KIND_DEFAULTS["peer_domain"] == "{}.{}.svc.cluster.local".format(
+        role_vars["kind_cluster_peer_service"], defaults["kind_cluster_namespace"]
+    )
