@@ -353,7 +353,7 @@ def _config_runs(render: Render, tmp_path: Path, overrides: dict) -> dict[str, d
     """Run the init container's command for every member, with its mounts on temporary dirs."""
     sts = render.one("StatefulSet", ROLE_VARS["kind_cluster_statefulset"])
     spec = sts["spec"]["template"]["spec"]
-    (init,) = spec["initContainers"]
+    init = next(c for c in spec["initContainers"] if c["name"] == "config")
     etcd = next(c for c in spec["containers"] if c["name"] == "etcd")
     scripts = render.one("ConfigMap", "etcd-scripts")["data"]
     module = load_script("lab_etcd_config", scripts["lab_etcd_config.py"], tmp_path)

@@ -7,6 +7,8 @@ LAB_MEMBER=<member> (set by the StatefulSet from the pod name); the kind cluster
 has no such variable and is never touched. The offset is applied with the lab's vdso_clock module (ptrace,
 x86_64 only), checked every --interval seconds and applied again when the member's etcd restarted (a new
 pid runs on the real clock). On SIGTERM (pod deleted) the offset is removed before the pod exits.
+The offset is also written to /lab/clock/offset inside the etcd container (through /proc/PID/root), where the
+container's `date` (lab-date.sh) reads it, and removed with the offset.
 """
 
 from __future__ import annotations
@@ -43,6 +45,25 @@ def find_pid(member: str, proc: str = "/proc", comm: str = "etcd") -> int | None
     return None
 
 
+CLOCK_FILE = "lab/clock/offset"
+
+
+def publish_offset(pid: int, offset: float | None, proc: str = "/proc") -> bool:
+    """Write (None: remove) the offset file in the container of `pid`; False when it has no /lab/clock."""
+    path = os.path.join(proc, str(pid), "root", CLOCK_FILE)
+    if not os.path.isdir(os.path.dirname(path)):
+        return False
+    if offset is None:
+        if os.path.exists(path):
+            os.unlink(path)
+        return True
+    tmp = path + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as handle:
+        handle.write(f"{offset:g}\n")
+    os.replace(tmp, path)
+    return True
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--member", required=True, help="pod name of the target member, e.g. etcd-0")
@@ -66,12 +87,15 @@ def main(argv: list[str] | None = None) -> int:
                 pid = found
                 action = result["action"]
                 print(f"{args.member}: etcd pid {found}: offset {args.offset:+g}s ({action})", flush=True)
+                if not publish_offset(found, args.offset, args.proc):
+                    print(f"{args.member}: no /lab/clock in the etcd container: date shows the real time")
             except vdso_clock.ClockSkewError as exc:
                 print(f"{args.member}: etcd pid {found}: {exc}", file=sys.stderr, flush=True)
         time.sleep(args.interval)
     if pid is not None and find_pid(args.member, args.proc) == pid:
         try:
             vdso_clock.undo(pid)
+            publish_offset(pid, None, args.proc)
             print(f"{args.member}: etcd pid {pid}: offset removed", flush=True)
         except vdso_clock.ClockSkewError as exc:
             print(f"{args.member}: etcd pid {pid}: could not remove the offset: {exc}", file=sys.stderr)
