@@ -72,7 +72,9 @@ def test_safeguards_stop_the_same_incident(clean_host, members, source):
     lab = lab_json()
     forced = lab["forced"]
     isolated = lab["isolated"]
-    assert timed("recover.yml", timings=timings).returncode == 0
+    recovered = timed("recover.yml", timings=timings)
+    assert recovered.returncode == 0, out(recovered)
+    assert_one_cluster(lab)  # every member answers, lists every member, and they follow one leader
 
     first = timed("safeguards.yml", timings=timings)
     assert first.returncode == 0, out(first)
