@@ -297,8 +297,14 @@ class EtcdClient:
         if isinstance(exc, (ConnectionResetError, http.client.RemoteDisconnected, BrokenPipeError)):
             if self.scheme == "http":
                 hint = " (if the member serves TLS, use an https:// URL)"
+            elif self.cert_file:
+                hint = (
+                    " (did it reject the client certificate? If it does not speak TLS on this port, "
+                    "use an http:// URL for a plain-HTTP member)"
+                )
             else:
-                hint = " (did it reject the client certificate?)"
+                # A plain-HTTP member may reset a TLS ClientHello instead of answering it (etcd 3.4).
+                hint = " (does it speak TLS on this port? use an http:// URL for a plain-HTTP member)"
             return self._fail(f"connection closed by the server without a reply{hint}", "refused")
         if isinstance(exc, http.client.HTTPException):
             return self._fail(
