@@ -41,6 +41,18 @@ def test_fork_raises_a_critical_split_brain_alert(version):
     assert "etcd_lab_detector_leaders 2\n" in metrics
     assert "etcd_lab_detector_member_lists 2\n" in metrics
     assert "etcd_lab_detector_split_brain 1\n" in metrics
+    assert watch.distinct_member_lists(results) == 2
+
+
+def test_member_lists_counts_sets_not_orders():
+    # A partitioned member reports the same members as the majority, in another order, with no leader.
+    members = [{"id": "a"}, {"id": "b"}, {"id": "c"}]
+    results = [
+        {"reachable": True, "members": members, "leader": "a"},
+        {"reachable": True, "members": members[::-1], "leader": None},
+        {"reachable": False, "members": [], "leader": None},
+    ]
+    assert watch.distinct_member_lists(results) == 1
 
 
 @pytest.mark.parametrize("version", ["3.4", "3.5"])

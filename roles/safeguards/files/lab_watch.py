@@ -157,12 +157,16 @@ def _label(value: str) -> str:
     return value.replace("\\", "\\\\").replace('"', '\\"')
 
 
+def distinct_member_lists(results: list[dict]) -> int:
+    """How many different member lists (as sets of member ids) the reachable members report."""
+    return len(
+        {tuple(sorted(m["id"] for m in r["members"])) for r in results if r["reachable"] and r["members"]}
+    )
+
+
 def metrics_text(diagnosis: dict, results: list[dict], when: float) -> str:
     """The detector's view as Prometheus metrics (the names the alert rules use)."""
     leader_ids = {r["leader"] for r in results if r["reachable"] and r["leader"]}
-    member_lists = {
-        tuple(sorted(m["id"] for m in r["members"])) for r in results if r["reachable"] and r["members"]
-    }
     lines = [
         "# HELP etcd_lab_detector_last_run_timestamp_seconds When the detector last compared the members.",
         "# TYPE etcd_lab_detector_last_run_timestamp_seconds gauge",
@@ -172,7 +176,7 @@ def metrics_text(diagnosis: dict, results: list[dict], when: float) -> str:
         f"etcd_lab_detector_leaders {len(leader_ids)}",
         "# HELP etcd_lab_detector_member_lists Distinct member lists that the reachable members report.",
         "# TYPE etcd_lab_detector_member_lists gauge",
-        f"etcd_lab_detector_member_lists {len(member_lists)}",
+        f"etcd_lab_detector_member_lists {distinct_member_lists(results)}",
         "# HELP etcd_lab_detector_split_brain 1 when more than one leader or member list is seen.",
         "# TYPE etcd_lab_detector_split_brain gauge",
         f"etcd_lab_detector_split_brain {int(bool(diagnosis['split_brain']))}",
@@ -259,7 +263,8 @@ def detect_cycle(status_mod, args, out: Path, cycle: int, active: dict, since: d
         "status": overall(alerts),
         "split_brain": diagnosis["split_brain"],
         "leaders": [leader["name"] for leader in diagnosis["leaders"]],
-        "member_lists": len({tuple(v["member_ids"]) for v in diagnosis["views"]}),
+        # The same count as the metric: views also split by leader, and list member ids unsorted.
+        "member_lists": distinct_member_lists(results),
         "alerts": [{"key": k, "since": since[k], **alerts[k]} for k in sorted(alerts)],
         "findings": diagnosis["findings"],
     }
