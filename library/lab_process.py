@@ -23,9 +23,14 @@ options:
     type: list
     elements: str
   pidfile:
-    description: Path of the pid file.
+    description: Path of the pid file. One of O(pidfile) and O(cmdline_contains) is required.
     type: path
-    required: true
+  cmdline_contains:
+    description:
+      - With O(state=stopped) and no O(pidfile), stop every process whose command line contains this string
+        (teardown uses the lab's state directory, to find processes whose pid file is lost). Never this
+        module's own process or its parents.
+    type: str
   logfile:
     description: Log file that receives stdout and stderr (appended). Required with O(state=started).
     type: path
@@ -67,6 +72,11 @@ EXAMPLES = r"""
     pidfile: /srv/lab/etcd-0/etcd.pid
     state: stopped
     stop_timeout: 20
+
+- name: Sweep | Stop every process that names the lab's state directory on its command line
+  lab_process:
+    cmdline_contains: /srv/lab/
+    state: stopped
 """
 
 RETURN = r"""
@@ -79,6 +89,11 @@ previous_pid:
   description: Pid that was running before the task, if any.
   returned: always
   type: int
+stopped_pids:
+  description: With O(cmdline_contains), the pids of the processes stopped.
+  returned: with cmdline_contains
+  type: list
+  elements: int
 killed:
   description: Whether SIGKILL was needed to stop the process.
   returned: when a process was stopped
@@ -130,6 +145,34 @@ def running_pid(pidfile: str, expected_cmd: str | None = None) -> tuple[int | No
     if expected_cmd and os.path.basename(argv[0]) != os.path.basename(expected_cmd):
         return None, None
     return pid, argv
+
+
+def own_lineage() -> set[int]:
+    """This process and its ancestors, which a sweep by command line must never stop."""
+    pids, pid = set(), os.getpid()
+    while pid > 1 and pid not in pids:
+        pids.add(pid)
+        try:
+            with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as handle:
+                pid = int(handle.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            break
+    return pids
+
+
+def pids_matching(needle: str) -> list[int]:
+    """Live processes whose command line contains needle, except this module, its parents and their forks
+    (Ansible's workers carry ansible-playbook's command line, which may name the state directory)."""
+    skip = own_lineage()
+    skip_argv = [cmdline(pid) for pid in skip]
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) in skip:
+            continue
+        argv = cmdline(int(entry))
+        if argv and needle in " ".join(argv) and argv not in skip_argv:
+            found.append(int(entry))
+    return sorted(found)
 
 
 def wait_gone(pid: int, timeout: float) -> bool:
@@ -193,11 +236,28 @@ def remove_pidfile(pidfile: str) -> None:
         os.unlink(pidfile)
 
 
+def sweep(module: AnsibleModule, needle: str, timeout: float) -> None:
+    """Stop every process whose command line contains needle (state=stopped only)."""
+    if module.params["state"] != "stopped":
+        module.fail_json(msg="cmdline_contains works only with state=stopped")
+    if not needle.strip():
+        module.fail_json(msg="cmdline_contains is empty: it would match every process")
+    pids = pids_matching(needle)
+    if not module.check_mode:
+        for pid in pids:
+            try:
+                stop(pid, timeout)
+            except RuntimeError as exc:
+                module.fail_json(msg=str(exc), stopped_pids=pids)
+    module.exit_json(changed=bool(pids), pid=None, previous_pid=None, stopped_pids=pids)
+
+
 def run_module() -> None:
     module = AnsibleModule(
         argument_spec={
             "argv": {"type": "list", "elements": "str"},
-            "pidfile": {"type": "path", "required": True},
+            "pidfile": {"type": "path"},
+            "cmdline_contains": {"type": "str"},
             "logfile": {"type": "path"},
             "netns": {"type": "str"},
             "env": {"type": "dict", "default": {}},
@@ -205,10 +265,14 @@ def run_module() -> None:
             "stop_timeout": {"type": "float", "default": 15},
             "start_grace": {"type": "float", "default": 1},
         },
-        required_if=[("state", "started", ["argv", "logfile"])],
+        required_if=[("state", "started", ["argv", "logfile", "pidfile"])],
+        required_one_of=[("pidfile", "cmdline_contains")],
+        mutually_exclusive=[("pidfile", "cmdline_contains")],
         supports_check_mode=True,
     )
     p = module.params
+    if p["cmdline_contains"] is not None:
+        sweep(module, p["cmdline_contains"], p["stop_timeout"])
     argv = p["argv"]
     pid, current = running_pid(p["pidfile"], argv[0] if argv else None)
     result = {"changed": False, "pid": pid, "previous_pid": pid}

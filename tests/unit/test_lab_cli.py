@@ -78,3 +78,29 @@ def test_unknown_node_and_missing_lab_are_clear_errors(state, capsys, monkeypatc
     monkeypatch.setenv("LAB_STATE_DIR", str(tmp_path / "nowhere"))
     assert lab.main(["logs", "etcd-0"]) == 2
     assert "run ./setup.sh first" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        "{",
+        "{}",
+        "[]",
+        "garbage \x00",
+        '"text"',
+        '{"name": "sblab", "members": 3}',
+        '{"name": "sblab", "members": [{"name": "etcd-0"}]}',
+        '{"name": "sblab", "members": [{"ip": "198.18.213.11"}]}',
+    ],
+)
+@pytest.mark.parametrize(
+    "argv", [["nodes"], ["exec", "etcd-0", "--", "true"], ["logs", "etcd-0"], ["status"]]
+)
+def test_a_broken_lab_json_is_one_line_not_a_traceback(state, capsys, content, argv):
+    (state / "lab.json").write_text(content)
+    assert lab.main(argv) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    lines = captured.err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("lab: ") and str(state / "lab.json") in lines[0]
+    assert "./teardown.sh" in lines[0]

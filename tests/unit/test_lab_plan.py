@@ -3,9 +3,19 @@
 from __future__ import annotations
 
 import ipaddress
+import json
 
 import pytest
-from lab_plan import PlanError, build_plan, check_clash, default_isolated
+from lab_plan import (
+    PlanError,
+    build_plan,
+    check_clash,
+    check_clock_offset,
+    check_skewed_member,
+    check_state_dir,
+    default_isolated,
+    load_plan,
+)
 
 BASE = dict(
     platform="local",
@@ -146,3 +156,155 @@ def test_kind_url_defaults_match_the_kind_cluster_role():
     assert KIND_DEFAULTS["peer_domain"] == "{}.{}.svc.cluster.local".format(
         role_vars["kind_cluster_peer_service"], defaults["kind_cluster_namespace"]
     )
+
+
+@pytest.mark.parametrize(
+    ("subnet", "message"),
+    [
+        ("127.0.0.0/24", "lab_subnet=127.0.0.0/24 holds loopback addresses"),
+        ("8.8.8.0/24", "lab_subnet=8.8.8.0/24 holds public addresses"),
+        ("169.254.10.0/24", "holds link-local addresses"),
+        ("224.0.1.0/24", "holds multicast addresses"),
+        ("192.0.2.0/24", "holds a documentation range (RFC 5737)"),
+        ("203.0.113.0/24", "holds a documentation range (RFC 5737)"),
+        ("100.64.0.0/24", "holds a reserved range"),
+        ("0.0.0.0/24", "holds a reserved range"),
+        ("198.16.0.0/14", "holds"),  # reaches outside 198.18.0.0/15
+        ("10.300.0.0/24", "is not a valid IPv4 network"),
+        ("banana", "is not a valid IPv4 network"),
+    ],
+)
+def test_subnets_outside_the_private_and_test_ranges_are_refused(subnet, message):
+    with pytest.raises(PlanError) as err:
+        build_plan(**{**BASE, "subnet": subnet})
+    assert message in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("subnet", ["10.20.30.0/24", "172.31.0.0/16", "192.168.7.0/28", "198.19.255.0/24"])
+def test_private_and_test_subnets_are_accepted(subnet):
+    assert build_plan(**{**BASE, "subnet": subnet})["subnet"] == subnet
+
+
+def test_a_subnet_too_small_for_the_members():
+    with pytest.raises(PlanError, match=r"lab_subnet=198.18.213.0/28 is too small for 5 members"):
+        build_plan(**{**BASE, "members": 5, "subnet": "198.18.213.0/28"})
+
+
+@pytest.mark.parametrize(
+    ("routes", "message"),
+    [
+        ([("eth0", "198.18.213.128/25")], "overlaps the host's route to 198.18.213.128/25 via eth0"),
+        ([("tun0", "198.18.0.0/15")], "overlaps the host's route to 198.18.0.0/15 via tun0"),
+        ([("sblab0", "198.18.213.0/24")], None),  # the lab's own route: a rebuild over a running lab
+        ([("eth0", "192.0.2.0/24")], None),
+        ([("sbgrd0", "198.18.213.0/24")], "via sbgrd0"),  # another lab's bridge is somebody else's
+    ],
+)
+def test_subnet_overlapping_a_host_route(routes, message):
+    net = ipaddress.ip_network("198.18.213.0/24")
+    parsed = [(dev, ipaddress.IPv4Network(dst)) for dev, dst in routes]
+    if message is None:
+        check_clash(net, "sblab0", [], parsed)
+    else:
+        with pytest.raises(PlanError) as err:
+            check_clash(net, "sblab0", [], parsed)
+        assert message in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("value", "seconds", "message"),
+    [
+        (90, 90.0, None),
+        ("-30", -30.0, None),
+        ("0", 0.0, None),
+        ("2.5", 2.5, None),
+        (86400, 86400.0, None),
+        ("abc", None, "lab_clock_skew_offset='abc' is not a number of seconds"),
+        ("", None, "is not a number of seconds"),
+        ("nan", None, "is not a number of seconds"),
+        ("inf", None, "is not a number of seconds"),
+        (True, None, "is not a number of seconds"),
+        ("86401", None, "lab_clock_skew_offset=86401 is more than a day"),
+        (-100000, None, "is more than a day"),
+    ],
+)
+def test_clock_offset(value, seconds, message):
+    if message is None:
+        assert check_clock_offset(value) == seconds
+    else:
+        with pytest.raises(PlanError) as err:
+            check_clock_offset(value)
+        assert message in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("member", "message"),
+    [
+        ("", None),
+        ("etcd-1", None),
+        ("nosuch", "lab_skewed_member=nosuch is not a member"),
+        ("etcd-3", "etcd-3"),
+    ],
+)
+def test_skewed_member(member, message):
+    names = ["etcd-0", "etcd-1", "etcd-2"]
+    if message is None:
+        check_skewed_member(member, names)
+    else:
+        with pytest.raises(PlanError, match=message):
+            check_skewed_member(member, names)
+
+
+def test_state_dir_that_can_be_created_or_written(tmp_path):
+    check_state_dir(str(tmp_path))
+    check_state_dir(str(tmp_path / "not" / "yet"))
+    assert list(tmp_path.iterdir()) == []  # the probe leaves nothing, and creates nothing
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda p: (p / "file").write_text("x") and str(p / "file" / "lab"), "is not a directory"),
+        (lambda p: "", "lab_state_dir is empty"),
+        (lambda p: "/proc/sbbad-lab", "is not writable"),
+        (lambda p: "/", "is a top-level directory, which ./teardown.sh would remove whole"),
+        (lambda p: "/work", "is a top-level directory"),
+    ],
+)
+def test_state_dir_that_cannot_be_used(tmp_path, make, message):
+    with pytest.raises(PlanError) as err:
+        check_state_dir(make(tmp_path))
+    assert message in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("{", "is not valid JSON"),
+        ("\x00\xff garbage", "is not valid JSON"),
+        ("{}", "is not a lab layout (no name, platform, bridge, members)"),
+        ("[]", "is not a lab layout (a JSON list, not an object)"),
+        ('"text"', "a JSON str"),
+        ('{"name": "x", "platform": "local", "bridge": "x0", "members": 3}', "members is not a list"),
+        (
+            '{"name": "x", "platform": "local", "bridge": "x0", "members": [{"name": "etcd-0"}]}',
+            "no ip, netns",
+        ),
+    ],
+)
+def test_a_broken_lab_json_is_one_line_naming_it(tmp_path, content, message):
+    path = tmp_path / "lab.json"
+    path.write_text(content)
+    with pytest.raises(PlanError) as err:
+        load_plan(str(path))
+    assert message in str(err.value) and "./teardown.sh" in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_a_saved_layout_loads_back(tmp_path):
+    path = tmp_path / "lab.json"
+    plan = build_plan(**BASE)
+    path.write_text(json.dumps(plan))
+    assert load_plan(str(path)) == plan
+    assert load_plan(str(tmp_path / "missing.json")) is None

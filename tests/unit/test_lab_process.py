@@ -8,7 +8,17 @@ import sys
 import time
 
 import pytest
-from lab_process import cmdline, read_pid, running_pid, spawn, stop, wait_gone, write_pidfile
+from lab_process import (
+    cmdline,
+    own_lineage,
+    pids_matching,
+    read_pid,
+    running_pid,
+    spawn,
+    stop,
+    wait_gone,
+    write_pidfile,
+)
 
 STUBBORN = "import signal,time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(60)"
 
@@ -69,3 +79,25 @@ def test_stop_of_a_cooperative_process_needs_no_kill(proc_dir):
     pids.append(pid)
     assert stop(pid, 5.0) is False
     assert cmdline(pid) is None
+
+
+def test_a_sweep_by_command_line_finds_lost_processes_but_never_itself(proc_dir):
+    tmp, pids = proc_dir
+    marker = f"{tmp}/state/"
+    # A process that names the state dir on its command line, as a writer whose pid file was lost does.
+    pid = spawn(
+        [sys.executable, "-c", "import time; time.sleep(60)", marker + "workload"], None, str(tmp / "log"), {}
+    )
+    pids.append(pid)
+    other = spawn(
+        [sys.executable, "-c", "import time; time.sleep(60)", f"{tmp}/elsewhere"], None, str(tmp / "l2"), {}
+    )
+    pids.append(other)
+    # Right after fork the child shows the parent's command line until its exec: wait until it shows its own.
+    deadline = time.monotonic() + 5
+    while pid not in pids_matching(marker) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    found = pids_matching(marker)
+    assert pid in found and other not in found
+    assert os.getpid() not in pids_matching(" ".join(cmdline(os.getpid())))
+    assert os.getpid() in own_lineage() and os.getppid() in own_lineage()
