@@ -459,9 +459,11 @@ class EtcdClient:
                 self.endpoint,
                 "protocol",
             ) from None
+        compact = fields.get(3, 0)
         return {
             "hash": fields.get(2, 0),
-            "compact_revision": fields.get(3, 0),
+            # int64 on the wire as a varint: etcd's "never compacted" is -1 (2**64 - 1 unsigned)
+            "compact_revision": compact - (1 << 64) if compact >= 1 << 63 else compact,
             "revision": header.get(3, 0),
             "member_id": id_to_hex(header.get(2, 0)),
         }
@@ -964,6 +966,7 @@ def parse_kv(kv):
             "create_revision": int(kv.get("create_revision", 0)),
             "mod_revision": int(kv.get("mod_revision", 0)),
             "version": int(kv.get("version", 0)),
+            "lease": int(kv.get("lease", 0)),
         }
     f = _pb_fields(kv)
     return {
@@ -972,6 +975,7 @@ def parse_kv(kv):
         "create_revision": f.get(2, 0),
         "mod_revision": f.get(3, 0),
         "version": f.get(4, 0),
+        "lease": f.get(6, 0),
     }
 
 
@@ -998,6 +1002,71 @@ def _lines(resp, block=1 << 20):
     pending = pending.strip()
     if pending:
         yield pending
+
+
+def watch_history(client, start_revision, end_revision, max_events=1000000):
+    """The events of the whole key space from start_revision to end_revision, read from a member's history
+    with a bounded watch through the gateway (POST /v3/watch, one JSON reply per line).
+
+    Yields (type, key bytes, mod revision, kv dict) with type "PUT" or "DELETE", in revision order. Every
+    revision after 1 has at least one event, so the stream reaches end_revision; it stops there,
+    after max_events events, or when the member sends nothing for the client's timeout (an error).
+    """
+    start_revision = max(start_revision, 2)  # revision 1 is the empty key space: no event
+    if end_revision < start_revision:
+        return
+    body = {
+        "create_request": {
+            "key": b64(b"\x00"),
+            "range_end": b64(b"\x00"),
+            "start_revision": str(start_revision),
+        }
+    }
+    resp, _sent, _received = client._send("/v3/watch", body)
+    seen = 0
+    try:
+        if resp.status != 200:
+            raise client._error_from_reply(
+                "/v3/watch", resp.status, resp.getheader("Content-Type") or "", resp.read()
+            )
+        for line in _lines(resp, block=1 << 16):
+            reply = json.loads(line)
+            result = reply.get("result") or {}
+            if "error" in reply or result.get("canceled"):
+                reason = (
+                    (reply.get("error") or {}).get("message") or result.get("cancel_reason") or "canceled"
+                )
+                compacted = int(result.get("compact_revision", 0) or 0)
+                if compacted:
+                    reason = f"revision {start_revision} was compacted (compact revision {compacted})"
+                raise EtcdError(
+                    f"Watch of the history of {client.endpoint} failed: {reason}", client.endpoint, "etcd"
+                )
+            last = 0
+            for event in result.get("events") or []:
+                kv = event.get("kv") or {}
+                last = int(kv.get("mod_revision", 0))
+                if last > end_revision:
+                    return
+                yield event.get("type", "PUT"), unb64(kv.get("key", "")), last, kv
+                seen += 1
+            if last >= end_revision:  # the events of one revision come in one reply
+                return
+            if seen >= max_events:
+                raise EtcdError(
+                    f"Watch of the history of {client.endpoint}: more than {max_events} events",
+                    client.endpoint,
+                    "etcd",
+                )
+        raise EtcdError(
+            f"Watch of the history of {client.endpoint} ended before revision {end_revision}",
+            client.endpoint,
+            "protocol",
+        )
+    except (OSError, http.client.HTTPException) as exc:
+        raise client._translate(exc) from None
+    finally:
+        client.close()  # the watch stream never ends by itself
 
 
 def client_from_params(endpoint, params):
@@ -1033,6 +1102,20 @@ def parse_member(member):
     }
 
 
+def free_ports(count):
+    """Ports the kernel hands out for 127.0.0.1:0, all distinct (sockets held open until all chosen)."""
+    socks = []
+    try:
+        for _ in range(count):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.bind(("127.0.0.1", 0))
+            socks.append(s)
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
 def quorum(voters):
     return voters // 2 + 1
 
@@ -1054,3 +1137,97 @@ def run_or_fail(module, action, local_errors=(), local_prefix="", etcd_message=s
             changed=False,
             exception=traceback.format_exc(),
         )
+
+
+def fixed_revision(revisions):
+    """The revision at which members' key spaces can be compared while writers keep writing.
+
+    `revisions` maps a member's name to its current revision (the header revision of a status reply).
+    Revisions only grow and a member's current revision is one it has applied, so the lowest of them is
+    a revision every member has applied, however far the others have moved on since: HashKV at it is
+    comparable on every member (etcd's own corruption check also hashes at one revision). Raises
+    ValueError for no members or a revision below 1.
+    """
+    if not revisions:
+        raise ValueError("no member revision to choose from")
+    values = {name: int(rev) for name, rev in revisions.items()}
+    low = min(values.values())
+    if low < 1:
+        raise ValueError(
+            f"a member reports revision {low}: " + ", ".join(f"{n}={r}" for n, r in sorted(values.items()))
+        )
+    return low
+
+
+def hashkv_at(params, endpoints, revision):
+    """HashKV of each member at one `revision`: {name: reply}, with endpoints as {name: client URL}.
+
+    A reply is the dict of EtcdClient.hashkv, or {"error": message, "compact_revision": C or None,
+    "current_revision": N or None} when the call failed; C and N come from a second HashKV at the
+    member's latest revision, so that a revision compacted away on that member (R <= C) or not yet
+    applied (R > N) can be named. Never raises EtcdError.
+    """
+
+    def one(item):
+        _name, endpoint = item
+        try:
+            with client_from_params(endpoint, params) as client:
+                return client.hashkv(revision)
+        except EtcdError as exc:
+            failed = {"error": str(exc), "compact_revision": None, "current_revision": None}
+        try:
+            with client_from_params(endpoint, params) as client:
+                latest = client.hashkv(0)
+            failed.update(compact_revision=latest["compact_revision"], current_revision=latest["revision"])
+        except EtcdError:
+            pass
+        return failed
+
+    items = sorted(endpoints.items())
+    return dict(zip((n for n, _e in items), parallel_map(one, items), strict=True))
+
+
+def compare_hashkv(revision, replies):
+    """Judge HashKV replies taken at one revision: (verdict, detail).
+
+    verdict is "equal" (every member hashes the same with the same compact revision), "differ" (same
+    compact revision, different hashes: different data at `revision`, a real inconsistency),
+    "compacted" (`revision` is at or below a member's compaction, so there is nothing to compare at it;
+    a later revision may do once the lagging member has caught up), or "retry" (a member failed for
+    another reason, or the compact revisions differ, which happens while a compaction is being applied:
+    the hashes cover different ranges and are not comparable yet).
+    """
+    failed = {n: r for n, r in replies.items() if "error" in r}
+    compacted = {
+        n: r
+        for n, r in failed.items()
+        if r.get("compact_revision") is not None and revision <= r["compact_revision"]
+    }
+    if compacted:
+        return "compacted", f"revision {revision} is compacted on " + ", ".join(
+            f"{n} (compact revision {r['compact_revision']})" for n, r in sorted(compacted.items())
+        ) + ": HashKV cannot be compared there"
+    if failed:
+        return "retry", f"HashKV at revision {revision} failed on " + "; ".join(
+            f"{n}: {r['error']}"
+            + (f" (its revision {r['current_revision']})" if r.get("current_revision") is not None else "")
+            for n, r in sorted(failed.items())
+        )
+    compacts = {n: r["compact_revision"] for n, r in replies.items()}
+    if len(set(compacts.values())) > 1:
+        return "retry", f"at revision {revision} the compact revisions differ (" + ", ".join(
+            f"{n}={c}" for n, c in sorted(compacts.items())
+        ) + "): the hashes cover different ranges"
+    hashes = {n: r["hash"] for n, r in replies.items()}
+    compact = next(iter(compacts.values()), -1)
+    compact = f"compact revision {compact}" if compact > 0 else "never compacted"
+    if len(set(hashes.values())) == 1:
+        return "equal", (
+            f"revision {revision} ({compact}): all {len(hashes)} members hash {next(iter(hashes.values()))}"
+        )
+    groups = {}
+    for n, h in sorted(hashes.items()):
+        groups.setdefault(h, []).append(n)
+    return "differ", f"revision {revision} ({compact}): hashes differ: " + "; ".join(
+        f"{', '.join(ns)}={h}" for h, ns in groups.items()
+    )

@@ -205,7 +205,7 @@ def test_hpack_integer_and_snapshot_blob():
 def test_range_request_and_response_codec():
     req = ec.range_request(b"/a", b"/b", limit=300, revision=7, serializable=True)
     assert req == b"\x0a\x02/a\x12\x02/b\x18\xac\x02\x20\x07\x38\x01"
-    kv1 = b"\x0a\x02/a" + b"\x10\x05\x18\x09\x20\x02" + b"\x2a\x03v\xff1"
+    kv1 = b"\x0a\x02/a" + b"\x10\x05\x18\x09\x20\x02" + b"\x2a\x03v\xff1" + b"\x30\x87\x01"  # lease 135
     kv2 = b"\x0a\x03/ab" + b"\x10\x06\x18\x06\x20\x01"  # empty value: field omitted
     header = b"\x08\x01\x10\x02\x18\x2a\x20\x03"  # cluster 1, member 2, revision 42, term 3
     msg = b"\x0a" + bytes([len(header)]) + header
@@ -219,8 +219,10 @@ def test_range_request_and_response_codec():
         "create_revision": 5,
         "mod_revision": 9,
         "version": 2,
+        "lease": 135,
     }
     assert ec.parse_kv(kvs[1][1])["value"] == b""
     assert ec.kv_value(kvs[0][1]) == b"v\xff1" and ec.kv_value(kvs[1][1]) == b""
     gateway = {"key": "L2E=", "value": "dv8x", "create_revision": "5", "mod_revision": "9", "version": "2"}
+    gateway["lease"] = "135"
     assert ec.parse_kv(gateway) == ec.parse_kv(kvs[0][1])
