@@ -25,6 +25,11 @@ description:
     it already answers) could not meet the new quorum. Learners never count towards quorum.
   - A member is matched by name, or, before it has started (when it has no name yet), by its
     peer URLs.
+  - O(state=absent) first waits up to O(settle_timeout) for an endpoint that follows a leader, then proposes
+    the removal only to a settled leader (see O(settle_timeout)). When its reply
+    never comes (a timeout), the module reads the member list again and says in one sentence whether the
+    removal was applied late or dropped (with the leader and term before and after); it proposes it again
+    only when it was dropped, up to 3 attempts in all (RV(remove_attempts), RV(remove_notes)).
 version_added: "1.0.0"
 author:
   - etcd split-brain lab contributors
@@ -70,6 +75,16 @@ options:
       - Make the change even when the quorum check refuses it. Read the refusal first.
     type: bool
     default: false
+  settle_timeout:
+    description:
+      - O(state=absent) only. Seconds to wait for a settled leader before proposing the removal, and again
+        after a removal whose reply never came. Settled - the acting endpoint follows a leader, a linearizable
+        read through it succeeds (the leader has committed an entry of its term), and the leader has applied
+        every entry the endpoint saw committed just before. raft silently drops a conf change proposed
+        without a leader or while the leader has an unapplied one, which every new leader has until it
+        commits an entry of its term; etcd then answers nothing and the client waits for its deadline.
+    type: float
+    default: 30.0
 extends_documentation_fragment:
   - etcd_connection
 attributes:
@@ -152,8 +167,23 @@ initial_cluster:
   description: C(--initial-cluster) value for starting an added member (name=peer_url,...).
   returned: when O(state=present)
   type: str
+remove_attempts:
+  description: How many times the removal was proposed (1 unless a reply never came and it had been dropped).
+  returned: when a member was removed (not in check mode)
+  type: int
+  sample: 1
+remove_notes:
+  description:
+    - One sentence per removal whose reply never came - applied late, or dropped (and why) and proposed again;
+      and one when the module had to wait for a leader before proposing.
+  returned: when a member was removed (not in check mode)
+  type: list
+  elements: str
+  sample: []
 """
 
+
+import time
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.etcd_client import (
@@ -331,10 +361,219 @@ def refuse(info, what):
     )
 
 
+# A reply that never came: the change may be applied late, or raft may have dropped it (etcd's
+# ProposeConfChange does not wait, so a dropped conf change is never reported: the request waits for its
+# deadline). Everything else etcd answers is a definite refusal.
+UNCERTAIN = ("deadline exceeded", "request timed out", "timed out", "leader changed")
+MAX_REMOVE_ATTEMPTS = 3
+
+
+def outcome_unknown(exc):
+    """Whether a failed change may still have been applied (its reply timed out) rather than refused."""
+    return exc.kind == "timeout" or any(n in str(exc).lower() for n in UNCERTAIN)
+
+
+def raft_view(status):
+    """Leader (hex or None), term, committed and applied index from one status reply (gateway JSON)."""
+    leader = status.get("leader", "0")
+    return {
+        "member": id_to_hex(status.get("header", {}).get("member_id", "0")),
+        "leader": id_to_hex(leader) if leader not in ("0", 0, None) else None,
+        "term": int(status.get("raftTerm", 0) or 0),
+        "index": int(status.get("raftIndex", 0) or 0),
+        "applied": int(status.get("raftAppliedIndex", 0) or 0),
+    }
+
+
+def leader_settled(via, leader, read_ok):
+    """Why a conf change proposed now could be dropped (a sentence), or None when the leader is settled.
+
+    `via` is the raft view of the endpoint the change goes through, `leader` that of the leader itself
+    (None when unreachable), `read_ok` whether a linearizable read through `via` just succeeded. raft drops
+    a conf change proposed with no leader, and one proposed to a leader that still has an unapplied conf
+    change - which every new leader has until it commits an entry of its own term (it sets its pending
+    conf index to its last index). A linearizable read succeeds only once the leader has committed an
+    entry of its term. The leader must also have applied what `via` saw committed before the read (not
+    all it has committed now: on a busy cluster that is always a few entries ahead).
+    """
+    if via["leader"] is None:
+        return f"{via['member']} has no leader at term {via['term']}"
+    if not read_ok:
+        return (
+            f"a linearizable read through {via['member']} failed: leader {via['leader']} has not committed "
+            f"an entry of term {via['term']} yet"
+        )
+    if leader is None:
+        return f"the leader {via['leader']} does not answer"
+    if leader["term"] != via["term"] or leader["leader"] != via["leader"]:
+        return f"the leader changed (term {via['term']} -> {leader['term']})"
+    if leader["applied"] < via["index"]:
+        return f"the leader {via['leader']} has applied {leader['applied']} of {via['index']} committed"
+    return None
+
+
+def settle(params, endpoint, members, deadline, waited=None):
+    """Wait (until `deadline`, monotonic) until the leader that `endpoint` follows is settled (see
+    leader_settled); return the leader's raft view. Raises EtcdError naming what was not reached."""
+    urls = {m["id"]: m["client_urls"][0] for m in members if m["client_urls"]}
+    start, first_why = time.monotonic(), None
+    while True:
+        try:
+            with client_from_params(endpoint, params) as client:
+                via = raft_view(client.status().data)
+                try:
+                    client.range(b"\x00", limit=1)  # linearizable (ReadIndex): needs a commit of this term
+                    read_ok = True
+                except EtcdError:
+                    read_ok = False
+            leader = None
+            if via["leader"] is not None and via["leader"] in urls:
+                try:
+                    with client_from_params(urls[via["leader"]], params) as client:
+                        leader = raft_view(client.status().data)
+                except EtcdError:
+                    leader = None
+            elif via["leader"] is not None and via["leader"] == via["member"]:
+                leader = via
+            why = leader_settled(via, leader, read_ok)
+        except EtcdError as exc:
+            why = str(exc)
+        if why is None:
+            if first_why and waited is not None:
+                waited.append(
+                    f"Waited {time.monotonic() - start:.1f} s for a settled leader before proposing "
+                    f"({first_why})."
+                )
+            return leader
+        first_why = first_why or why
+        if time.monotonic() > deadline:
+            raise EtcdError(
+                f"No settled leader to propose a membership change to within "
+                f"{params['settle_timeout']:g} s: {why}"
+            )
+        time.sleep(0.2)
+
+
+def decide_remove(target, before, at_timeout, after, members, error):
+    """After a removal whose reply never came: (verdict, one sentence). verdict is "applied" (the member
+    list no longer has the target: applied late) or "dropped" (it still has it: it was never proposed, or
+    raft dropped it, so proposing it again is safe). before/after are the leader's raft views before the
+    proposal and now; at_timeout is the view of the endpoint the removal went through, read as soon as the
+    reply was overdue (None when it did not answer)."""
+    names = {m["id"]: m["name"] or m["id"] for m in members} | {target["id"]: target["name"] or target["id"]}
+
+    def lead(view):
+        return f"{names.get(view['leader'], view['leader'])} at term {view['term']}"
+
+    who = f"{target['name'] or target['id']} (id {target['id']})"
+    if all(m["id"] != target["id"] for m in members):
+        return "applied", (
+            f"The removal of {who} got no reply ({error}) but was applied late: the member list no longer "
+            f"has it (leader {lead(after)})."
+        )
+    changed = (after["leader"], after["term"]) != (before["leader"], before["term"])
+    if at_timeout is not None and at_timeout["leader"] is None:
+        cause = (
+            f"{names.get(at_timeout['member'], at_timeout['member'])} had no leader at term "
+            f"{at_timeout['term']} "
+            "when the reply was due (an election was going on; etcd waits for a leader to propose a conf "
+            "change, and gives up at the request's deadline)"
+            + (
+                f"; the leader went from {lead(before)} to {lead(after)}"
+                if changed
+                else f"; {lead(after)} leads again"
+            )
+        )
+    elif at_timeout is None:
+        cause = f"the member it went through did not answer when the reply was due (leader now {lead(after)})"
+    elif changed:
+        cause = (
+            f"the leader changed from {lead(before)} to {lead(after)} while it was pending (raft drops a "
+            "conf change that reaches no leader, or a leader that has not yet committed an entry of its term)"
+        )
+        if before["leader"] == target["id"]:
+            cause += f"; {target['name'] or target['id']} was itself the leader"
+    else:
+        cause = (
+            f"no leader change (leader {lead(after)}): raft ignores a conf change proposed while the leader "
+            "still has another one unapplied"
+        )
+    return (
+        "dropped",
+        f"The removal of {who} got no reply ({error}) and was dropped: the member list still has it; "
+        f"{cause}.",
+    )
+
+
+def remove_member(params, endpoint, members, target):
+    """Remove `target`, proposing only to a settled leader; after a reply that never came, read the member
+    list again and propose again only when the removal was dropped. Returns (members, attempts, notes)."""
+    notes = []
+    for attempt in range(1, MAX_REMOVE_ATTEMPTS + 1):
+        before = settle(params, endpoint, members, time.monotonic() + params["settle_timeout"], notes)
+        try:
+            with client_from_params(endpoint, params) as client:
+                reply = client.member_remove(hex_to_id(target["id"])).data
+        except EtcdError as exc:
+            if not outcome_unknown(exc):
+                raise
+            at_timeout = view_of(params, endpoint)
+            endpoint, members = gather_when_led(params, time.monotonic() + params["settle_timeout"])
+            after = settle(params, endpoint, members, time.monotonic() + params["settle_timeout"])
+            verdict, sentence = decide_remove(target, before, at_timeout, after, members, exc)
+            if verdict == "applied":
+                notes.append(sentence)
+                return members, attempt, notes
+            if attempt == MAX_REMOVE_ATTEMPTS:
+                raise EtcdError(f"{sentence} Gave up after {attempt} attempts.") from None
+            notes.append(f"{sentence} Proposing it again (attempt {attempt + 1}).")
+            continue
+        known = {m["id"]: m["healthy"] for m in members}
+        after_members = [parse_member(m) for m in reply.get("members", [])]
+        for m in after_members:
+            m["healthy"] = known.get(m["id"], False)
+        return after_members, attempt, notes
+    raise AssertionError("unreachable")
+
+
+def view_of(params, endpoint):
+    """The raft view of one endpoint, or None when it does not answer."""
+    try:
+        with client_from_params(endpoint, params) as client:
+            return raft_view(client.status().data)
+    except EtcdError:
+        return None
+
+
+def gather_when_led(params, deadline, waited=None):
+    """gather(), waiting (until `deadline`) for an endpoint that follows a leader. With a list `waited`,
+    append one sentence when it had to wait (how long, and what the members said meanwhile)."""
+    start, first_error = time.monotonic(), None
+    while True:
+        try:
+            out = gather(params)
+        except EtcdError as exc:
+            first_error = first_error or str(exc)
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+            continue
+        if first_error and waited is not None:
+            waited.append(
+                f"Waited {time.monotonic() - start:.1f} s for a leader before proposing (an election was "
+                f"going on: {first_error})."
+            )
+        return out
+
+
 def run(params, check_mode=False):
     check_params(params)
     state = params["state"]
-    endpoint, members = gather(params, need_leader=state != "list")
+    waited = []
+    if state == "absent":  # a removal waits for a leader (an election right after a change is common)
+        endpoint, members = gather_when_led(params, time.monotonic() + params["settle_timeout"], waited)
+    else:
+        endpoint, members = gather(params, need_leader=state != "list")
     result = {"changed": False, "action": "none", "endpoint": endpoint, "warnings": []}
     if state == "list" and not any(m["healthy"] for m in members):
         result["warnings"].append(f"No member follows a leader; the list is what {endpoint} knows")
@@ -406,12 +645,8 @@ def run(params, check_mode=False):
         if check_mode:
             result["members"] = members
             return result
-        with client_from_params(endpoint, params) as client:
-            reply = client.member_remove(hex_to_id(target["id"])).data
-        known = {m["id"]: m["healthy"] for m in members}
-        result["members"] = [parse_member(m) for m in reply.get("members", [])]
-        for m in result["members"]:
-            m["healthy"] = known.get(m["id"], False)
+        result["members"], result["remove_attempts"], notes = remove_member(params, endpoint, members, target)
+        result["remove_notes"] = waited + notes
         return result
 
     # promoted
@@ -447,6 +682,7 @@ def argument_spec():
         "peer_urls": {"type": "list", "elements": "str"},
         "learner": {"type": "bool", "default": False},
         "force": {"type": "bool", "default": False},
+        "settle_timeout": {"type": "float", "default": 30.0},
     }
     spec.update(ETCD_COMMON_ARGUMENT_SPEC)
     return spec
