@@ -13,14 +13,25 @@ description:
   - Asks every endpoint for its status, member list and (where it has a leader) alarms, then checks - every
     member answers; all report the same membership, which has O(expected_members) and only started members;
     exactly one leader; no alarm.
-  - Waits (up to O(settle_timeout) seconds) until every member reports the same revision, then asks each for
-    C(HashKV) at that revision over gRPC (the JSON gateway does not serve it) and compares the hashes.
-  - With O(ledger_dir), audits the write ledger (one JSON object per acknowledged write - key, value,
-    endpoint, revision) against the cluster's keys. A write counts as kept when the cluster holds its value;
-    when a later write of the same history changed the key (a later ledger entry, or the key's mod
-    revision); when its value sits under O(quarantine_prefix); or when the conflict report (O(report_path))
-    lists it. Writes that a forked member acknowledged after the split (O(forked_endpoints), revisions above
-    the last revision of its writes still in the cluster's history) form a history of their own.
+  - Compares C(HashKV) at one fixed revision that every member has applied - the lowest current revision among
+    the members, so writers may keep writing - asking each member over gRPC (the JSON gateway does not serve
+    it), as etcd's own corruption check does. Equal means the same hash and the same compact revision. A
+    revision at or below a member's compaction is reported as such; it, different compact revisions (a
+    compaction being applied) and a member that cannot answer are retried at a new revision up to
+    O(settle_timeout).
+  - With O(ledger_dir), audits the write ledger (one JSON object per acknowledged operation - op, key,
+    value, endpoint, revision, and for a put with a lease the lease ID; a line without C(op) is a put)
+    against the cluster's keys. A put counts as kept when the cluster holds its value; when a later
+    operation of the same history changed the key (a later ledger entry, or the key's mod revision); when
+    its value sits under O(quarantine_prefix); when the conflict report (O(report_path)) lists it (also
+    under C(leased_only_on_fork)); or, for a put with a lease, when that lease is no longer alive in the
+    cluster (etcd removed the key with its lease). A delete counts as kept when the key is absent; when a
+    later operation of the same history recreated it; or, for a fork's delete, when the report lists the
+    key under C(deleted_on_fork). A put whose key is gone with no acknowledged delete is accounted for
+    when a later delete of that key failed (the writers' C(<ledger>.failures) files) - a request that
+    timed out may have been applied - and counted apart. Operations that a forked member acknowledged
+    after the split (O(forked_endpoints), revisions above the last revision of its puts still in the
+    cluster's history and above the fork's C(fork_revision) in the report) form a history of their own.
   - Never changes anything. Each check is a result with C(name), C(ok) and C(detail); the module fails
     only on bad arguments.
 version_added: "1.0.0"
@@ -41,7 +52,9 @@ options:
     default: []
   settle_timeout:
     description:
-      - Seconds to wait for all members to reach the same revision before comparing hashes.
+      - Seconds to keep retrying the C(HashKV) comparison (at a new fixed revision) while a member cannot
+        answer it, the revision is compacted on a member, or the members' compact revisions differ.
+        Different hashes at one revision fail at once.
     type: float
     default: 15.0
   ledger_dir:
@@ -65,8 +78,8 @@ options:
     type: path
   missing_path:
     description:
-      - Write every ledger write that is neither kept nor reported to this JSON file (a list), for a report of
-        what a restore lost. Not written in check mode.
+      - Write every ledger operation that is neither kept nor reported to this JSON file (a list), for a
+        report of what a restore lost. Not written in check mode.
     type: path
 extends_documentation_fragment:
   - etcd_connection
@@ -100,17 +113,21 @@ checks:
   type: list
   elements: dict
 revision:
-  description: The revision the hashes were compared at (null when the members never agreed on one).
+  description:
+    - The fixed revision the hashes were compared at, the lowest current revision among the members (null when
+      not every member answered).
   returned: always
   type: int
 hashes:
-  description: Member name to C(HashKV) hash at RV(revision).
+  description:
+    - Member name to C(HashKV) hash at RV(revision), or C(error - ...) where the member could not answer.
   returned: always
   type: dict
 ledger:
   description:
-    - Ledger audit counts, C(entries), C(present), C(superseded), C(quarantined), C(listed), C(missing), and
-      C(missing_items) (up to 20 writes that are neither in the cluster nor in the report).
+    - Ledger audit counts, C(entries), C(present), C(superseded), C(quarantined), C(listed), C(deleted)
+      (deletes in effect), C(expired) (puts whose lease is gone), C(missing), and C(missing_items) (up to 20
+      operations that are neither in effect, superseded nor in the report).
   returned: when O(ledger_dir) is given
   type: dict
 """
@@ -125,6 +142,9 @@ from ansible.module_utils.etcd_client import (
     ETCD_COMMON_ARGUMENT_SPEC,
     EtcdError,
     client_from_params,
+    compare_hashkv,
+    fixed_revision,
+    hashkv_at,
     id_to_hex,
     parallel_map,
     parse_kv,
@@ -226,40 +246,32 @@ def cluster_checks(params):
 
 
 def hash_check(params, probes, names, wait=True):
+    """HashKV of every member at one fixed revision that all of them have applied (no waiting for writers
+    to pause): the lowest current revision (fixed_revision). Retried with a new revision, up to
+    settle_timeout, unless the hashes were compared (equal, or different: a real difference)."""
+    name = "hashkv equal at one revision"
     up = [p for p in probes if p["reachable"]]
     if not up or len(up) != len(probes):
-        return check("hashkv equal at one revision", False, "not every member answers"), None, {}
+        return check(name, False, "not every member answers"), None, {}
     deadline = time.monotonic() + (params["settle_timeout"] if wait else 0)
     while True:
-        revisions = {p["revision"] for p in up}
-        if len(revisions) == 1 or time.monotonic() > deadline:
+        label = {p["endpoint"]: names.get(p["member_id"], p["endpoint"]) for p in up}
+        revision = fixed_revision({label[p["endpoint"]]: p["revision"] for p in up})
+        replies = hashkv_at(params, {label[p["endpoint"]]: p["endpoint"] for p in up}, revision)
+        verdict, detail = compare_hashkv(revision, replies)
+        if verdict in ("equal", "differ") or time.monotonic() > deadline:
             break
         time.sleep(0.5)
         up = [probe(params, p["endpoint"]) for p in up]
         if not all(p["reachable"] for p in up):
-            return check("hashkv equal at one revision", False, "a member stopped answering"), None, {}
-    if len(revisions) != 1:
-        detail = ", ".join(f"{names.get(p['member_id'], p['endpoint'])}={p['revision']}" for p in up)
-        return check("hashkv equal at one revision", False, f"revisions differ: {detail}"), None, {}
-    revision = revisions.pop()
-
-    def one(p):
-        try:
-            with client_from_params(p["endpoint"], params) as client:
-                return client.hashkv(revision)["hash"]
-        except EtcdError as exc:
-            return f"error: {exc}"
-
-    hashes = dict(
-        zip(
-            (names.get(p["member_id"], p["endpoint"]) for p in up),
-            parallel_map(one, up),
-            strict=True,
-        )
+            return check(name, False, "a member stopped answering"), None, {}
+    current = ", ".join(f"{label[p['endpoint']]}={p['revision']}" for p in up)
+    hashes = {n: (r["hash"] if "error" not in r else f"error: {r['error']}") for n, r in replies.items()}
+    return (
+        check(name, verdict == "equal", f"{detail} (the lowest current revision of {current})"),
+        revision,
+        hashes,
     )
-    same = len(set(hashes.values())) == 1 and not any(isinstance(h, str) for h in hashes.values())
-    detail = ", ".join(f"{n}={h}" for n, h in sorted(hashes.items()))
-    return check("hashkv equal at one revision", same, f"revision {revision}: {detail}"), revision, hashes
 
 
 def read_cluster(params, endpoint):
@@ -282,12 +294,69 @@ def read_cluster(params, endpoint):
             start = parse_kv(kvs[-1])["key"] + b"\x00"
 
 
-def audit(params, endpoint):
+def live_leases(params, endpoint):
+    """The IDs (lowercase hex) of the cluster's live leases."""
+    with client_from_params(endpoint, params) as client:
+        leases = client.call("/v3/lease/leases", {}).data.get("leases") or []
+    return {id_to_hex(item.get("ID")) for item in leases}
+
+
+def load_ledger(ledger_dir):
+    """Every ledger entry; a line without "op" (an older ledger) is a put."""
     entries = []
-    for path in sorted(glob.glob(os.path.join(params["ledger_dir"], "*.jsonl"))):
+    for path in sorted(glob.glob(os.path.join(ledger_dir, "*.jsonl"))):
         with open(path, encoding="utf-8") as f:
-            entries.extend(json.loads(line) for line in f if line.strip())
+            for line in f:
+                if line.strip():
+                    entry = json.loads(line)
+                    entry.setdefault("op", "put")
+                    entries.append(entry)
+    return entries
+
+
+def failed_deletes(ledger_dir):
+    """{key: [times]} of the deletes that failed (the writers' <ledger>.failures files). A request that timed
+    out may still have been applied, so a key can be gone without an acknowledged delete."""
+    out = {}
+    for path in sorted(glob.glob(os.path.join(ledger_dir, "*.jsonl.failures"))):
+        with open(path, encoding="utf-8") as f:
+            for line in f:
+                try:
+                    entry = json.loads(line)
+                except ValueError:
+                    continue  # a torn last line of a writer that was killed
+                if entry.get("op") == "delete":
+                    out.setdefault(entry["key"], []).append(entry["time"])
+    return out
+
+
+def report_listings(report_path):
+    """From a conflict report: the (key, value) writes it lists, the keys of the fork deletes it lists, and
+    each fork's fork point ({fork endpoint: the last revision both histories share})."""
+    listed, deleted, points = set(), set(), {}
+    if not report_path or not os.path.exists(report_path):
+        return listed, deleted, points
+    with open(report_path, encoding="utf-8") as f:
+        report = json.load(f)
+    for fork in report.get("forks", []):
+        for c in fork.get("conflicts", []):
+            listed.add((c["key"], c["right"]["value"]))
+        for e in fork.get("only_fork", []) + fork.get("leased_only_on_fork", []):
+            listed.add((e["key"], e["value"]))
+        for e in fork.get("deleted_on_fork", []):
+            deleted.add(e["key"])
+        if fork.get("fork_revision") and (fork.get("fork") or {}).get("endpoint"):
+            points[fork["fork"]["endpoint"]] = int(fork["fork_revision"])
+    for e in report.get("lost", []):
+        listed.add((e["key"], e.get("value")))  # a lost delete has the value null
+    return listed, deleted, points
+
+
+def audit(params, endpoint):
+    entries = load_ledger(params["ledger_dir"])
+    unknown_deletes = failed_deletes(params["ledger_dir"])
     cluster = read_cluster(params, endpoint)
+    leases = live_leases(params, endpoint) if any(e.get("lease") for e in entries) else set()
     qprefix = params["quarantine_prefix"].rstrip("/") + "/"
     quarantined_values = {}
     for key, (value, _rev) in cluster.items():
@@ -296,32 +365,44 @@ def audit(params, endpoint):
             if "/" in rest:
                 original = rest[rest.index("/") :]
                 quarantined_values.setdefault(original, set()).add(value)
-    listed = set()
-    if params["report_path"] and os.path.exists(params["report_path"]):
-        with open(params["report_path"], encoding="utf-8") as f:
-            report = json.load(f)
-        for fork in report.get("forks", []):
-            for c in fork.get("conflicts", []):
-                listed.add((c["key"], c["right"]["value"]))
-            for e in fork.get("only_fork", []):
-                listed.add((e["key"], e["value"]))
-        for e in report.get("lost", []):
-            listed.add((e["key"], e["value"]))
+    listed, listed_deletes, report_points = report_listings(params["report_path"])
     forked = set(params["forked_endpoints"] or [])
-    # The fork point of each forked writer: the last revision of its writes that are still in the cluster's
-    # own history (same value at the same mod revision). Its later writes belong to the fork's history.
-    fork_point = {}
-    for e in entries:
+    # The fork point of each forked writer: the report's fork point (the last revision both histories share,
+    # read from etcd) when it has one; else the last revision of its puts that are still in the cluster's own
+    # history (same value at the same mod revision - a guess: a replayed key can land at the same revision
+    # by chance). Its later operations are the fork's history.
+    fork_point = {e: r for e, r in report_points.items() if e in forked}
+    # The member that answered through each forked endpoint first: a forced member keeps its id, while one
+    # added again under the same name (by an operator, or by an earlier recovery) has a new one, and what
+    # it acknowledged through the same endpoint is the cluster's history.
+    fork_member = {}
+    for e in sorted(entries, key=lambda x: x.get("time", "")):
         if e.get("endpoint") in forked:
+            fork_member.setdefault(e["endpoint"], e.get("member_id"))
+    for e in entries:
+        if (
+            e.get("endpoint") in forked
+            and e["endpoint"] not in report_points
+            and e["op"] == "put"
+            and e.get("member_id") == fork_member[e["endpoint"]]
+        ):
             now = cluster.get(e["key"])
             if now and now[0] == e["value"] and now[1] == e["revision"]:
                 fork_point[e["endpoint"]] = max(fork_point.get(e["endpoint"], 0), e["revision"])
 
     def history(e):
-        if e.get("endpoint") in forked and e["revision"] > fork_point.get(e["endpoint"], 0):
-            return "fork:" + e["endpoint"]
+        endpoint = e.get("endpoint")
+        if (
+            endpoint in forked
+            and e["revision"] > fork_point.get(endpoint, 0)
+            and e.get("member_id") == fork_member.get(endpoint, e.get("member_id"))
+        ):
+            return "fork:" + endpoint
         return "main"
 
+    # The last operation (put or delete) of each key in each history. A delete's revision is its reply's
+    # header revision; a delete of a missing key does not change the revision, so a put with the same
+    # revision came before it.
     latest = {}
     for e in entries:
         k = (history(e), e["key"])
@@ -332,32 +413,64 @@ def audit(params, endpoint):
         "superseded": 0,
         "quarantined": 0,
         "listed": 0,
+        "deleted": 0,
+        "expired": 0,
+        "maybe_deleted": 0,
         "missing": 0,
     }
     missing = []
     for e in entries:
-        key, value, h = e["key"], e["value"], history(e)
+        key, h = e["key"], history(e)
         now = cluster.get(key)
-        if now and now[0] == value:
-            counts["present"] += 1
-        elif value in quarantined_values.get(key, ()):
-            counts["quarantined"] += 1
-        elif (key, value) in listed:
-            counts["listed"] += 1
-        elif latest[(h, key)] > e["revision"] or (h == "main" and now and now[1] > e["revision"]):
-            counts["superseded"] += 1
+        later = latest[(h, key)] > e["revision"] or (h == "main" and now and now[1] > e["revision"])
+        if e["op"] == "delete":
+            # Accounted for: the key is gone, a later operation of the same history recreated it, or the
+            # conflict report lists it as a fork's delete of a key the authoritative side still holds.
+            if now is None:
+                outcome = "deleted"
+            elif later:
+                outcome = "superseded"
+            elif (h != "main" and key in listed_deletes) or (key, None) in listed:
+                outcome = "listed"  # a fork's delete in deleted_on_fork, or a delete a restore lost ("lost")
+            else:
+                outcome = "missing"
+        elif now and now[0] == e["value"]:
+            outcome = "present"
+        elif e["value"] in quarantined_values.get(key, ()):
+            outcome = "quarantined"
+        elif (key, e["value"]) in listed:
+            outcome = "listed"
+        elif later:
+            outcome = "superseded"
+        elif e.get("lease") and e["lease"].lower() not in leases:
+            outcome = "expired"  # etcd removed the key with its lease
+        elif now is None and any(t > e["time"] for t in unknown_deletes.get(key, ())):
+            outcome = "maybe_deleted"  # a later delete of the key failed, and may have been applied
         else:
-            counts["missing"] += 1
-            missing.append({k: e.get(k) for k in ("key", "value", "writer", "endpoint", "revision", "time")})
+            outcome = "missing"
+        counts[outcome] += 1
+        if outcome == "missing":
+            missing.append(
+                {k: e.get(k) for k in ("op", "key", "value", "writer", "endpoint", "revision", "time")}
+            )
     counts["missing_items"] = missing[:20]
     ok = counts["missing"] == 0
     detail = (
         f"{counts['entries']} acknowledged writes: {counts['present']} present, {counts['superseded']} "
-        f"superseded by a later write, {counts['quarantined']} kept under {qprefix}, {counts['listed']} "
-        f"listed in the conflict report, {counts['missing']} missing"
+        f"superseded by a later write, {counts['quarantined']} kept under {qprefix}, {counts['deleted']} "
+        f"deletes in effect, {counts['expired']} leased puts whose lease is gone, {counts['maybe_deleted']} "
+        f"gone by a delete that failed (it may have been applied), {counts['listed']} listed "
+        f"in the conflict report, {counts['missing']} missing"
     )
     if missing:
-        detail += " (first: " + ", ".join(f"{m['key']}={m['value']}" for m in missing[:5]) + ")"
+        detail += (
+            " (first: "
+            + ", ".join(
+                f"{m['op']} {m['key']}" + (f"={m['value']}" if m["value"] is not None else "")
+                for m in missing[:5]
+            )
+            + ")"
+        )
     return check("every acknowledged write kept or reported", ok, detail), counts, missing
 
 

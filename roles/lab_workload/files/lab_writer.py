@@ -1,12 +1,17 @@
 #!/usr/bin/env python3
 """A client application pinned to one etcd member: bounded-rate writes, every acknowledged one in a ledger.
 
-It writes two kinds of keys through etcd's v3 JSON gateway (POST /v3/kv/put):
-  - shared keys (<prefix>/shared/kN), the same keys from every writer, so the two sides of a split conflict;
-  - unique keys (<prefix>/writers/<name>/<seq>), written only by this writer.
-Each write that etcd acknowledges is appended to a JSONL ledger: key, value, endpoint, member id, revision,
-raft term and time. Failures (member unreachable, no leader, timeouts) are logged and retried with backoff;
-the writer never crashes on them. It stops by itself after --duration seconds or --max-writes writes, and
+It works through etcd's v3 JSON gateway like a small application:
+  - puts of shared keys (<prefix>/shared/kN), the same keys from every writer, so the two sides of a split
+    conflict, and of unique keys (<prefix>/writers/<name>/<seq>), written only by this writer;
+  - deletes (POST /v3/kv/deleterange): every 10th operation deletes a shared key, every 10th+5 deletes
+    this writer's own key of four operations before;
+  - one key attached to a lease, <prefix>/leases/<name>, like a leader-election lock: a lease is granted
+    (POST /v3/lease/grant), the key put with it, the lease kept alive (POST /v3/lease/keepalive); when the
+    lease is gone (expired while the member had no leader) a new one is granted and the key put again.
+Each operation that etcd acknowledges is appended to a JSONL ledger (see the role's README for the fields).
+Failures (member unreachable, no leader, timeouts) are logged and retried with backoff; the writer never
+crashes on them. It stops by itself after --duration seconds or --max-writes writes, and
 cleanly on SIGTERM or SIGINT. Standard library only.
 """
 
@@ -36,22 +41,64 @@ def b64(text: str) -> str:
 
 
 def key_for(name: str, prefix: str, seq: int, shared_keys: int) -> str:
-    """Even sequence numbers write a shared key, odd ones a key of this writer's own."""
+    """Even sequence numbers write a shared key, odd ones a key of this writer's own. The shared key turns
+    one further every ten numbers, so every shared key is also put between the deletes (seq % 10 == 0)."""
     if seq % 2 == 0 and shared_keys > 0:
-        return f"{prefix}/shared/k{(seq // 2) % shared_keys}"
+        return f"{prefix}/shared/k{(seq // 2 + seq // 10) % shared_keys}"
     return f"{prefix}/writers/{name}/{seq:08d}"
 
 
-def put(endpoint: str, key: str, value: str, timeout: float) -> dict:
-    body = json.dumps({"key": b64(key), "value": b64(value)}).encode()
+def op_for(name: str, prefix: str, seq: int, shared_keys: int) -> tuple[str, str]:
+    """The operation of sequence number seq: ("put" or "delete", key). Deterministic, so tests and the
+    ledger agree: seq % 10 == 0 deletes shared key (seq // 10) % N, seq % 10 == 5 deletes this writer's own
+    key of seq - 4 (an odd sequence number, so a put of a key of its own), the rest put."""
+    if seq % 10 == 0 and shared_keys > 0:
+        return "delete", f"{prefix}/shared/k{(seq // 10) % shared_keys}"
+    if seq % 10 == 5 and seq >= 4:
+        return "delete", key_for(name, prefix, seq - 4, shared_keys)
+    return "put", key_for(name, prefix, seq, shared_keys)
+
+
+def lease_key(name: str, prefix: str) -> str:
+    return f"{prefix}/leases/{name}"
+
+
+def call(endpoint: str, path: str, body: dict, timeout: float) -> dict:
+    """POST body to a gateway path; the reply (or the "result" of a streamed reply) as a dict."""
     req = urllib.request.Request(
-        f"{endpoint}/v3/kv/put", data=body, headers={"Content-Type": "application/json"}, method="POST"
+        f"{endpoint}{path}",
+        data=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json"},
+        method="POST",
     )
     with urllib.request.urlopen(req, timeout=timeout) as resp:
-        reply = json.loads(resp.read() or b"{}")
+        reply = json.loads(resp.readline() or b"{}")  # keepalive is a stream: its first reply is enough
+    reply = reply.get("result", reply) if isinstance(reply, dict) else {}
     if "error" in reply or "header" not in reply:
         raise RuntimeError(reply.get("error") or reply.get("message") or f"unexpected reply {reply}")
-    return reply["header"]
+    return reply
+
+
+def put(endpoint: str, key: str, value: str, timeout: float, lease: int = 0) -> dict:
+    body = {"key": b64(key), "value": b64(value)}
+    if lease:
+        body["lease"] = str(lease)
+    return call(endpoint, "/v3/kv/put", body, timeout)["header"]
+
+
+def delete(endpoint: str, key: str, timeout: float) -> tuple[dict, int]:
+    """Delete one key; (reply header, number of keys deleted: 0 when it did not exist)."""
+    reply = call(endpoint, "/v3/kv/deleterange", {"key": b64(key)}, timeout)
+    return reply["header"], int(reply.get("deleted", 0))
+
+
+def grant(endpoint: str, ttl: int, timeout: float) -> int:
+    return int(call(endpoint, "/v3/lease/grant", {"TTL": str(ttl)}, timeout)["ID"])
+
+
+def keepalive(endpoint: str, lease: int, timeout: float) -> int:
+    """Renew a lease; its new TTL in seconds, 0 when the lease is gone (etcd then omits the TTL)."""
+    return int(call(endpoint, "/v3/lease/keepalive", {"ID": str(lease)}, timeout).get("TTL", 0))
 
 
 def describe(exc: BaseException) -> str:
@@ -75,17 +122,75 @@ def count_lines(path: str) -> int:
         return 0
 
 
-def ledger_entry(name: str, endpoint: str, key: str, value: str, header: dict) -> dict:
-    return {
+def ledger_entry(
+    name: str,
+    endpoint: str,
+    key: str,
+    value: str | None,
+    header: dict,
+    op: str = "put",
+    deleted: int = 0,
+    lease: int = 0,
+    lease_ttl: int = 0,
+) -> dict:
+    """One acknowledged operation. A delete has value null and the count etcd deleted; a put with a lease
+    has the lease id (lowercase hex) and its TTL. revision is the reply header's revision."""
+    entry = {
         "time": datetime.now(UTC).isoformat(timespec="milliseconds"),
         "writer": name,
         "endpoint": endpoint,
+        "op": op,
         "key": key,
-        "value": value,
+        "value": value if op == "put" else None,
         "member_id": format(int(header.get("member_id", 0)), "x"),
         "revision": int(header.get("revision", 0)),
         "raft_term": int(header.get("raft_term", 0)),
     }
+    if op == "delete":
+        entry["deleted"] = int(deleted)
+    elif lease:
+        entry["lease"] = format(int(lease), "x")
+        entry["lease_ttl"] = int(lease_ttl)
+    return entry
+
+
+def failure_entry(name: str, endpoint: str, attempt: dict, exc: BaseException) -> dict:
+    """A failed attempt: op, key, value, error. Its outcome is unknown: it may have been applied."""
+    return {
+        "time": datetime.now(UTC).isoformat(timespec="milliseconds"),
+        "writer": name,
+        "endpoint": endpoint,
+        **attempt,
+        "error": describe(exc),
+    }
+
+
+class LeaseHolder:
+    """The writer's lease key: granted, put, kept alive every ttl/3 s; re-granted and put when it is gone."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.key = lease_key(args.name, args.prefix)
+        self.lease = 0
+        self.due = 0.0  # monotonic time of the next keepalive (or grant)
+
+    def step(self, seq: int, now: float) -> dict | None:
+        """Do what is due; the ledger entry of an acknowledged put, else None. Raises on a failure."""
+        args = self.args
+        if args.lease_ttl <= 0 or now < self.due:
+            return None
+        if self.lease and keepalive(args.endpoint, self.lease, args.timeout) > 0:
+            self.due = now + args.lease_ttl / 3.0
+            return None
+        self.lease = 0  # gone (or never granted): a new lease, and the key put with it
+        lease = grant(args.endpoint, args.lease_ttl, args.timeout)
+        value = f"{args.name}#{seq}#lease-{lease:x}"
+        header = put(args.endpoint, self.key, value, args.timeout, lease=lease)
+        self.lease = lease
+        self.due = now + args.lease_ttl / 3.0
+        return ledger_entry(
+            args.name, args.endpoint, self.key, value, header, lease=lease, lease_ttl=args.lease_ttl
+        )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -97,28 +202,47 @@ def run(args: argparse.Namespace) -> int:
     log = sys.stderr
     print(f"{args.name}: writing to {args.endpoint} at {args.rate}/s for at most {args.duration}s", file=log)
     os.makedirs(os.path.dirname(os.path.abspath(args.ledger)), exist_ok=True)
-    with open(args.ledger, "a", encoding="utf-8") as ledger:
+    # Failed attempts go beside the ledger: a request that timed out may still have been applied (etcd
+    # committed it, the reply was lost), so a checker must know that it was tried, and when.
+    with (
+        open(args.ledger, "a", encoding="utf-8") as ledger,
+        open(args.ledger + ".failures", "a", encoding="utf-8") as failures,
+    ):
+        holder = LeaseHolder(args)
         while not STOP and time.monotonic() < deadline and acked + failed < args.max_writes:
             started = time.monotonic()
-            key = key_for(args.name, args.prefix, seq, args.shared_keys)
-            value = f"{args.name}#{seq}"
+            op, key = op_for(args.name, args.prefix, seq, args.shared_keys)
+            what = f"lease {holder.key}"
+            attempt = {"op": "lease", "key": holder.key, "value": None}
             try:
-                header = put(args.endpoint, key, value, args.timeout)
+                leased = holder.step(seq, started)
+                if leased is not None:
+                    ledger.write(json.dumps(leased) + "\n")
+                    ledger.flush()
+                what = f"{op} {key}"
+                attempt = {"op": op, "key": key, "value": None if op == "delete" else f"{args.name}#{seq}"}
+                if op == "delete":
+                    header, deleted = delete(args.endpoint, key, args.timeout)
+                    entry = ledger_entry(args.name, args.endpoint, key, None, header, "delete", deleted)
+                else:
+                    value = f"{args.name}#{seq}"
+                    header = put(args.endpoint, key, value, args.timeout)
+                    entry = ledger_entry(args.name, args.endpoint, key, value, header)
             except Exception as exc:
                 failed += 1
+                failures.write(json.dumps(failure_entry(args.name, args.endpoint, attempt, exc)) + "\n")
+                failures.flush()
                 backoff = min(max(backoff * 2, 0.2), args.max_backoff)
-                print(
-                    f"{args.name}: put {key} failed ({describe(exc)}); retrying in {backoff:.1f}s", file=log
-                )
+                print(f"{args.name}: {what} failed ({describe(exc)}); retrying in {backoff:.1f}s", file=log)
                 time.sleep(backoff)
                 continue
             backoff = 0.0
             acked += 1
-            ledger.write(json.dumps(ledger_entry(args.name, args.endpoint, key, value, header)) + "\n")
+            ledger.write(json.dumps(entry) + "\n")
             ledger.flush()
             seq += 1
             time.sleep(max(0.0, interval - (time.monotonic() - started)))
-    print(f"{args.name}: stopped after {acked} acknowledged and {failed} failed writes", file=log)
+    print(f"{args.name}: stopped after {acked} acknowledged and {failed} failed operations", file=log)
     return 0
 
 
@@ -136,12 +260,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--max-writes", type=int, default=50000, help="stop after this many attempts")
     parser.add_argument("--timeout", type=float, default=2.0, help="seconds per request")
     parser.add_argument("--max-backoff", type=float, default=5.0, help="longest wait between retries")
+    parser.add_argument(
+        "--lease-ttl", type=int, default=12, help="TTL of the lease key's lease in seconds; 0: no lease key"
+    )
     parser.add_argument("--start-seq", type=int, default=0, help="added to the ledger's line count")
     args = parser.parse_args(argv)
     if not args.endpoint.startswith(("http://", "https://")):
         parser.error(f"--endpoint {args.endpoint!r} must be an http:// or https:// URL")
     if args.rate <= 0 or args.rate > 1000:
         parser.error("--rate must be between 0 and 1000 writes per second")
+    if args.lease_ttl < 0 or args.lease_ttl > 3600:
+        parser.error("--lease-ttl must be between 0 and 3600 seconds")
     return args
 
 
