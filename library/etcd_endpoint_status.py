@@ -20,9 +20,13 @@ description:
   - The I(original membership) is O(expected_members) when given; otherwise the largest membership
     that any reachable endpoint reports (a member forced into a cluster of its own with
     C(--force-new-cluster) reports a smaller one). The I(authoritative view) is the view whose
-    leader's membership is the original membership and in which a quorum of the original voters
-    is reachable and follows that leader. When no view qualifies, RV(authoritative_view) is null
-    and a finding says so - recovery must then stop and ask.
+    leader holds a quorum of its own membership and is followed by a quorum of the original
+    members. Its membership may differ from the original by changes made through Raft (a member
+    removed, or added back and not started yet, as a half-done manual fix or an interrupted
+    recovery leaves it); RV(views) lists them in C(membership_changes) and a finding says so in words. A
+    member forced into a cluster of its own can never be followed by a quorum of the original
+    members. When no view qualifies, RV(authoritative_view) is null and a finding says so -
+    recovery must then stop and ask.
   - The cluster id does not reveal a fork (a forced new cluster keeps it) and Raft indexes of
     different views are not comparable (the fork can have the higher index); the diagnosis uses
     neither to choose a side.
@@ -49,6 +53,13 @@ options:
         original one.
     type: list
     elements: str
+  member_peer_urls:
+    description:
+      - Peer URLs of the expected members by name (a URL or a list of URLs each). A member added
+        with C(etcdctl member add) has no name until it starts; its peer URL tells which member it
+        was meant to be. Without this option, names come from the peer URLs that reachable members
+        report.
+    type: dict
   clock_skew_threshold:
     description:
       - Report a member in RV(clock_skew) when the absolute value of its clock offset exceeds this
@@ -153,7 +164,9 @@ views:
     - Endpoints grouped by the membership and leader they report. Each has C(leader), C(leader_id),
       C(raft_term), C(members) (names of the membership), C(member_ids), C(endpoints) (names of the
       members reporting this view), C(reachable_voters), C(quorum), C(has_quorum),
-      C(is_original_membership) and C(authoritative).
+      C(is_original_membership), C(original_followers) (reachable original members that follow
+      the leader), C(membership_changes) (C(removed) names, C(added_unstarted) members with C(id),
+      C(peer_urls) and the C(name) their peer URL belongs to, C(added) names) and C(authoritative).
   returned: always
   type: list
   elements: dict
@@ -168,7 +181,10 @@ authoritative_view:
   returned: always
   type: int
 forked_members:
-  description: Members that report a membership different from the original one.
+  description:
+    - Members outside the authoritative view whose own membership holds fewer than a quorum of
+      the original members (a member forced into a cluster of its own lists only itself).
+    - A side that removed or re-added members through Raft is not a fork.
   returned: always
   type: list
   elements: str
@@ -350,7 +366,65 @@ def name_endpoints(results):
             r["name"] = url_names.get(_norm_url(r["endpoint"]))
 
 
-def diagnose(results, expected_members=None, skew_threshold=2.0):
+def peer_url_names(results, member_peer_urls=None):
+    """Map each known peer URL to a member name: from O(member_peer_urls), then from every report naming it.
+
+    A member added by hand (C(etcdctl member add)) has no name until it starts; its peer URL tells who it
+    was meant to be."""
+    names = {}
+    for name, urls in (member_peer_urls or {}).items():
+        for url in [urls] if isinstance(urls, str) else urls or []:
+            names.setdefault(_norm_url(url), name)
+    for r in results:
+        for m in r["members"]:
+            if m["name"]:
+                for url in m["peer_urls"]:
+                    names.setdefault(_norm_url(url), m["name"])
+    return names
+
+
+def membership_changes(view, original, peer_names):
+    """How a view's membership differs from the original one, by name: removed, added back unstarted, added.
+
+    These are the traces of a half-done manual fix (hint 8: member remove, then member add) or of an
+    interrupted recovery, made through Raft by a side that kept its quorum, never by --force-new-cluster."""
+    named = {m["name"] for m in view["_members"] if m["name"]}
+    unstarted = []
+    for m in view["_members"]:
+        if m["name"]:
+            continue
+        guess = next((peer_names[_norm_url(u)] for u in m["peer_urls"] if _norm_url(u) in peer_names), None)
+        unstarted.append({"id": m["id"], "peer_urls": m["peer_urls"], "name": guess})
+    back = {u["name"] for u in unstarted if u["name"]}
+    return {
+        "removed": sorted(n for n in original if n not in named and n not in back),
+        "added_unstarted": unstarted,
+        "added": sorted(n for n in named if n not in original),
+    }
+
+
+def describe_changes(leader, changes):
+    """One plain sentence on the half-done steps found on the side led by leader; None when there are none."""
+    parts = []
+    for name in changes["removed"]:
+        parts.append(f"{name} was removed from {leader}'s membership (by hand or by an interrupted recovery)")
+    for u in changes["added_unstarted"]:
+        who = f"a member {u['name']}" if u["name"] else "a member"
+        url = ", ".join(u["peer_urls"])
+        was = f"{u['name']}'s old id was removed; " if u["name"] else ""
+        parts.append(f"{was}{who} was added back (id {u['id']}, peer URL {url}) and has not started")
+    for name in changes["added"]:
+        parts.append(f"{name} was added and is not in the original membership")
+    if not parts:
+        return None
+    return (
+        "Membership changed through Raft on the authoritative side: " + "; ".join(parts) + ". Nothing was "
+        "forced here: the side kept its quorum; recovery finishes these steps (it starts a member that was "
+        "added back before it adds any other: etcd refuses a new voter while one is not connected)."
+    )
+
+
+def diagnose(results, expected_members=None, skew_threshold=2.0, member_peer_urls=None):
     """Group endpoint results into views and decide split-brain, authority and findings."""
     name_endpoints(results)
     reachable = [r for r in results if r["reachable"]]
@@ -417,11 +491,19 @@ def diagnose(results, expected_members=None, skew_threshold=2.0):
     if original_voters is None:
         original_voters = len(original)
     original_quorum = quorum(original_voters) if original_voters else 0
+    # Authority: a leader with a quorum of its own membership, followed by a quorum of the ORIGINAL members.
+    # Its membership may differ from the original one by changes made through Raft (a member removed, or
+    # added back and not started yet: a half-done hint 8, an interrupted recovery); a member forced into a
+    # cluster of its own can never be followed by a quorum of the original members. Two views cannot both
+    # qualify: each member reports one view, and two quorums of the same membership overlap.
+    peer_names = peer_url_names(results, member_peer_urls)
     for i, view in enumerate(views):
         in_original = [n for n in view["reachable_voters"] if n in original_set]
+        view["original_followers"] = len(in_original)
+        view["membership_changes"] = membership_changes(view, original, peer_names)
         if (
             view["leader_id"] is not None
-            and view["is_original_membership"]
+            and view["has_quorum"]
             and original_quorum
             and len(in_original) >= original_quorum
             and authoritative is None
@@ -447,7 +529,19 @@ def diagnose(results, expected_members=None, skew_threshold=2.0):
     memberships = {tuple(sorted(v["member_ids"])) for v in views}
     split_brain = len(leaders) > 1 or len(memberships) > 1
 
-    forked = sorted({_label(r) for r in reachable if set(_names(r["members"])) != original_set})
+    # A fork: a member whose own membership holds fewer than a quorum of the original members (a forced new
+    # cluster lists only itself). A side that removed or re-added members through Raft keeps a quorum of them.
+    def original_in(r):
+        return len({m["name"] for m in r["members"] if m["name"]} & original_set)
+
+    auth_endpoints = set(views[authoritative]["endpoints"]) if authoritative is not None else set()
+    forked = sorted(
+        {
+            _label(r)
+            for r in reachable
+            if _label(r) not in auth_endpoints and r["members"] and original_in(r) < (original_quorum or 1)
+        }
+    )
     leaderless = sorted(_label(r) for r in reachable if r["leader"] is None)
     unreachable = [
         {"name": r["name"], "endpoint": r["endpoint"], "error": r["error"]}
@@ -503,6 +597,10 @@ def diagnose(results, expected_members=None, skew_threshold=2.0):
             f"({_fmt_list(original)}): it was probably restarted with --force-new-cluster. Its cluster id "
             f"{r['cluster_id']} stays the same, so the cluster id does not reveal the fork."
         )
+    if authoritative is not None:
+        changed = describe_changes(views[authoritative]["leader"], views[authoritative]["membership_changes"])
+        if changed:
+            findings.append(changed)
     if len(views) > 1:
         indexed = [r for r in reachable if r["raft_index"] is not None]
         if len({_membership_key(r) for r in indexed}) > 1 and authoritative is not None:
@@ -531,8 +629,14 @@ def diagnose(results, expected_members=None, skew_threshold=2.0):
         if authoritative is not None:
             v = views[authoritative]
             findings.append(
-                f"Authoritative side: {v['leader']}'s view. It leads the original membership "
-                f"({_fmt_list(original)}) and {len(v['reachable_voters'])} of its {original_voters} voters "
+                f"Authoritative side: {v['leader']}'s view. "
+                + (
+                    f"It leads the original membership ({_fmt_list(original)})"
+                    if v["is_original_membership"]
+                    else f"It leads {_fmt_list(v['members'])}, changed from the original "
+                    f"({_fmt_list(original)})"
+                )
+                + f" and {v['original_followers']} of the {original_voters} original voters "
                 f"(quorum {original_quorum}) follow it: {_fmt_list(v['reachable_voters'])}."
             )
         else:
@@ -646,6 +750,7 @@ def argument_spec():
     spec = {
         "endpoints": {"type": "list", "elements": "str", "required": True},
         "expected_members": {"type": "list", "elements": "str"},
+        "member_peer_urls": {"type": "dict"},
         "clock_skew_threshold": {"type": "float", "default": 2.0},
     }
     spec.update(ETCD_COMMON_ARGUMENT_SPEC)
@@ -681,7 +786,12 @@ def run(params):
     """Everything main() does, without AnsibleModule: returns the result dict or raises EtcdError."""
     endpoints = check_params(params)
     results = parallel_map(lambda e: probe_endpoint(e, params), endpoints)
-    diagnosis = diagnose(results, params.get("expected_members"), params.get("clock_skew_threshold", 2.0))
+    diagnosis = diagnose(
+        results,
+        params.get("expected_members"),
+        params.get("clock_skew_threshold", 2.0),
+        params.get("member_peer_urls"),
+    )
     out = {"changed": False, "endpoints": results}
     out.update(diagnosis)
     out["report"] = format_report(results, diagnosis)

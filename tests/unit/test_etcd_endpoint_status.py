@@ -141,3 +141,28 @@ def test_bad_arguments_fail_with_one_clear_message(args, message):
     assert message in result["msg"]
     assert "Traceback" not in result["msg"]
     assert result.get("changed") is False or "changed" not in result
+
+
+@pytest.mark.parametrize("version", ["3.4", "3.5"])
+def test_member_added_back_is_named_by_the_peer_urls_given(version):
+    """No report names etcd-2 (the fork is down): member_peer_urls tells who the unstarted member is."""
+    results = [r for r in results_from_recording(version, "hint8") if r["name"] != "etcd-2"]
+    auth = next(r for r in results if r["is_leader"])
+    unstarted = next(m for m in auth["members"] if not m["name"])
+    plain = mod.diagnose([dict(r) for r in results], ["etcd-0", "etcd-1", "etcd-2"])
+    assert "a member was added back" in "\n".join(plain["findings"])
+    named = mod.diagnose(results, ["etcd-0", "etcd-1", "etcd-2"], 2.0, {"etcd-2": unstarted["peer_urls"]})
+    view = named["views"][named["authoritative_view"]]
+    assert view["membership_changes"]["added_unstarted"] == [
+        {"id": unstarted["id"], "peer_urls": unstarted["peer_urls"], "name": "etcd-2"}
+    ]
+    assert view["membership_changes"]["removed"] == []
+    assert "a member etcd-2 was added back" in "\n".join(named["findings"])
+
+
+def test_a_forced_member_is_never_authoritative_even_when_alone_with_a_quorum_of_one():
+    """Only the fork answers: its one-member cluster has a quorum of its own, not of the original members."""
+    results = results_from_recording("3.4", "fork", only=["etcd-2"])
+    diag = mod.diagnose(results, ["etcd-0", "etcd-1", "etcd-2"])
+    assert diag["authoritative_view"] is None
+    assert diag["forked_members"] == ["etcd-2"]
