@@ -47,12 +47,26 @@ def test_report_lists_fork_only_keys_and_both_values_of_conflicts(tmp_path):
     }
     result = etcd_reconcile.report(params, check_mode=False)
     assert result["changed"]
-    assert result["forks"] == [{"member": "etcd-2", "only_fork": 1, "only_authoritative": 1, "conflicts": 1}]
+    assert result["forks"] == [
+        {
+            "member": "etcd-2",
+            "only_fork": 1,
+            "only_authoritative": 1,
+            "conflicts": 1,
+            "fork_revision": None,
+            "deletes_checked": False,
+            "deleted_on_fork": 0,
+            "deleted_on_authoritative": 0,
+            "leased_only_on_fork": 0,
+        }
+    ]
     report = json.loads((tmp_path / "conflicts.json").read_text())
     (conflict,) = report["forks"][0]["conflicts"]
     assert conflict["quarantine_key"] == "/recovery/quarantine/etcd-2/lab/shared/k0"
     text = (tmp_path / "conflicts.txt").read_text()
     assert "'a#2' (rev 39)" in text and "'f#4' (rev 30)" in text
+    # A diff without history (an export of a fork that no longer runs): the fork's deletes are unknown.
+    assert "WARNING: the fork's deletes were not checked (no history: the fork was not running" in text
     # Same input, same files: nothing changes the second time.
     assert not etcd_reconcile.report(params, check_mode=False)["changed"]
 
@@ -96,3 +110,390 @@ def test_ledger_audit_counts_present_superseded_quarantined_and_missing(tmp_path
     params["report_path"] = str(report)
     check, counts, missing = etcd_consistency.audit(params, main)
     assert check["ok"] and counts["listed"] == 1 and not missing
+
+
+def history_diff_file(tmp_path):
+    """A diff made with history=true: the fork deleted /lab/shared/k1 and /lab/writers/a/1 (the authoritative
+    side holds both; /lab/leases/etcd-0 with a lease alive there), wrote a leased key of its own, and has
+    /lab/shared/k4, which the authoritative side deleted after the split."""
+    diff = json.loads(diff_file(tmp_path).read_text())
+    diff["only_right"] += [
+        {
+            "key": "/lab/leases/etcd-2",
+            "key_base64": False,
+            "value": "f#9#lease-7",
+            "value_base64": False,
+            "mod_revision": 31,
+            "lease": "7",
+        },
+        {
+            "key": "/lab/shared/k4",
+            "key_base64": False,
+            "value": "f#8",
+            "value_base64": False,
+            "mod_revision": 27,
+            "lease": None,
+        },
+    ]
+
+    def held(key, value, rev, lease=None):
+        return {
+            "key": key,
+            "key_base64": False,
+            "delete_revision": 28,
+            "left": {"value": value, "value_base64": False, "mod_revision": rev, "lease": lease},
+        }
+
+    diff["history"] = {
+        "fork_revision": 25,
+        "deleted_right": [
+            held("/lab/shared/k1", "a#5", 38),
+            held("/lab/writers/a/1", "a#1", 20),
+            held("/lab/leases/etcd-0", "a#0#lease-3", 21, lease="3"),
+        ],
+        "deleted_left": [
+            {
+                "key": "/lab/shared/k4",
+                "key_base64": False,
+                "delete_revision": 33,
+                "right": {"value": "f#8", "value_base64": False, "mod_revision": 27},
+            }
+        ],
+    }
+    path = tmp_path / "diff-etcd-2.json"
+    path.write_text(json.dumps(diff))
+    return path
+
+
+def report_params(tmp_path, policy="quarantine"):
+    return {
+        "diffs": [{"member": "etcd-2", "diff": str(history_diff_file(tmp_path))}],
+        "path": str(tmp_path / "conflicts.json"),
+        "summary_path": str(tmp_path / "conflicts.txt"),
+        "policy": policy,
+        "quarantine_prefix": "/recovery/quarantine/",
+    }
+
+
+def test_report_lists_fork_deletes_leased_fork_keys_and_keys_the_authoritative_side_deleted(tmp_path):
+    result = etcd_reconcile.report(report_params(tmp_path), check_mode=False)
+    (counts,) = result["forks"]
+    assert counts["deletes_checked"] is True and counts["fork_revision"] == 25
+    assert counts["deleted_on_fork"] == 3 and counts["leased_only_on_fork"] == 1
+    assert counts["deleted_on_authoritative"] == 1 and counts["only_fork"] == 1  # only /lab/w/f/3 replayed
+    (fork,) = json.loads((tmp_path / "conflicts.json").read_text())["forks"]
+    by_key = {d["key"]: d for d in fork["deleted_on_fork"]}
+    assert by_key["/lab/shared/k1"]["marker_key"] == "/recovery/quarantine/etcd-2/deleted/lab/shared/k1"
+    assert (
+        by_key["/lab/shared/k1"]["value"] == "a#5" and by_key["/lab/shared/k1"]["fork_delete_revision"] == 28
+    )
+    assert by_key["/lab/leases/etcd-0"]["marker_key"] is None  # leased on the authoritative side: left alone
+    assert [e["key"] for e in fork["leased_only_on_fork"]] == ["/lab/leases/etcd-2"]
+    assert (
+        fork["deleted_on_authoritative"][0]["quarantine_key"] == "/recovery/quarantine/etcd-2/lab/shared/k4"
+    )
+    text = "\n".join(result["summary"])
+    assert "The histories split after revision 25" in text
+    assert "3 keys the fork deleted after the split" in text and "/lab/shared/k1: deleted on the fork" in text
+    assert "1 keys only on the fork that hold a lease of the fork: never written" in text
+    assert "WARNING" not in text
+
+
+def test_plan_writes_marks_fork_deletes_quarantines_and_never_writes_a_leased_fork_key(tmp_path):
+    etcd_reconcile.report(report_params(tmp_path), check_mode=False)
+    doc = json.loads((tmp_path / "conflicts.json").read_text())
+    plan = {key.decode(): (kind, value.decode()) for kind, key, value, _r in etcd_reconcile.plan_writes(doc)}
+    assert plan["/lab/w/f/3"] == ("replay", "f#3")
+    assert plan["/recovery/quarantine/etcd-2/lab/shared/k0"] == ("quarantine", "f#4")
+    assert plan["/recovery/quarantine/etcd-2/lab/shared/k4"] == ("quarantine", "f#8")
+    kind, note = plan["/recovery/quarantine/etcd-2/deleted/lab/shared/k1"]
+    assert kind == "mark" and json.loads(note) == {
+        "authoritative_mod_revision": 38,
+        "deleted_on_fork": "etcd-2",
+        "fork_delete_revision": 28,
+        "key": "/lab/shared/k1",
+        "kept": "the authoritative value",
+    }
+    assert "/lab/leases/etcd-2" not in plan and "/lab/shared/k4" not in plan  # neither brought back
+    assert not any("leases/etcd-0" in k for k in plan)
+    assert len(plan) == 5
+
+
+class FakeCluster:
+    """The recovered cluster as replay sees it: reads and writes of a dict."""
+
+    def __init__(self, kv):
+        self.kv = kv
+        self.writes = []
+
+
+def test_replay_writes_the_plan_once_and_nothing_the_second_time(tmp_path, monkeypatch):
+    etcd_reconcile.report(report_params(tmp_path), check_mode=False)
+    cluster = FakeCluster({b"/lab/shared/k1": b"a#5"})
+
+    class Client:
+        def close(self):
+            pass
+
+        def put(self, key, value):
+            cluster.writes.append(key)
+            cluster.kv[key] = value
+
+    monkeypatch.setattr(etcd_reconcile, "first_client", lambda params: Client())
+    monkeypatch.setattr(
+        etcd_reconcile,
+        "current",
+        lambda client, key: {"value": cluster.kv[key]} if key in cluster.kv else None,
+    )
+    monkeypatch.setattr(
+        etcd_reconcile, "put_if_absent", lambda client, key, value: Client().put(key, value) or True
+    )
+    params = {
+        "path": str(tmp_path / "conflicts.json"),
+        "policy": "quarantine",
+        "endpoints": ["http://a:2379"],
+    }
+    first = etcd_reconcile.replay(params, check_mode=False)
+    assert first["changed"] and len(first["marked"]) == 2 and len(first["quarantined"]) == 2
+    assert [r["key"] for r in first["leased"]] == ["/lab/leases/etcd-2"]
+    assert b"/lab/leases/etcd-2" not in cluster.kv and cluster.kv[b"/lab/shared/k1"] == b"a#5"
+    assert "marked 2 fork deletes" in first["summary"][0]
+    assert "1 leased keys of the fork not written" in first["summary"][0]
+    second = etcd_reconcile.replay(params, check_mode=False)
+    assert not second["changed"] and second["already"] == 5 and len(cluster.writes) == 5
+    only = etcd_reconcile.replay(dict(params, policy="report_only"), check_mode=False)
+    assert not only["changed"] and len(only["listed"]) == 5
+
+
+def test_ledger_audit_of_deletes_and_leased_puts(tmp_path, monkeypatch):
+    fork, main = "http://f:2379", "http://a:2379"
+    ledger = [
+        {"endpoint": fork, "key": "/w/f/1", "value": "f#1", "revision": 5},  # no "op": an older line, a put
+        {"endpoint": main, "op": "delete", "key": "/k0", "value": None, "revision": 10, "deleted": 1},
+        {"endpoint": main, "op": "delete", "key": "/k2", "value": None, "revision": 11, "deleted": 1},
+        {"endpoint": main, "op": "put", "key": "/k2", "value": "a#3", "revision": 14},  # recreated later
+        {
+            "endpoint": main,
+            "op": "put",
+            "key": "/l/a",
+            "value": "a#L",
+            "revision": 12,
+            "lease": "a1",
+            "lease_ttl": 12,
+        },  # its lease expired: etcd removed the key
+        {
+            "endpoint": main,
+            "op": "put",
+            "key": "/l/b",
+            "value": "a#M",
+            "revision": 13,
+            "lease": "b2",
+            "lease_ttl": 12,
+        },  # lease alive, key gone: lost
+        # fork after the split: deletes /k1 (the cluster holds it), and /k3 (nobody lists it)
+        {"endpoint": fork, "op": "delete", "key": "/k1", "value": None, "revision": 7, "deleted": 1},
+        {"endpoint": fork, "op": "delete", "key": "/k3", "value": None, "revision": 8, "deleted": 1},
+        {
+            "endpoint": fork,
+            "op": "put",
+            "key": "/l/f",
+            "value": "f#L",
+            "revision": 9,
+            "lease": "f3",
+            "lease_ttl": 12,
+        },
+    ]
+    (tmp_path / "etcd-x.jsonl").write_text("".join(json.dumps(e) + "\n" for e in ledger))
+    cluster = {"/w/f/1": ("f#1", 5), "/k1": ("a#9", 13), "/k2": ("a#3", 14), "/k3": ("a#7", 6)}
+    monkeypatch.setattr(etcd_consistency, "read_cluster", lambda params, endpoint: cluster)
+    monkeypatch.setattr(etcd_consistency, "live_leases", lambda params, endpoint: {"b2", "f3"})
+    params = {
+        "ledger_dir": str(tmp_path),
+        "quarantine_prefix": "/recovery/quarantine/",
+        "report_path": None,
+        "forked_endpoints": [fork],
+    }
+    check, counts, missing = etcd_consistency.audit(params, main)
+    assert not check["ok"]
+    assert counts["deleted"] == 1 and counts["expired"] == 1 and counts["present"] == 2
+    assert counts["superseded"] == 1
+    assert sorted((m["op"], m["key"]) for m in missing) == [
+        ("delete", "/k1"),
+        ("delete", "/k3"),
+        ("put", "/l/b"),
+        ("put", "/l/f"),
+    ]
+    report = tmp_path / "conflicts.json"
+    report.write_text(
+        json.dumps(
+            {
+                "forks": [
+                    {
+                        "deleted_on_fork": [{"key": "/k1"}],
+                        "leased_only_on_fork": [{"key": "/l/f", "value": "f#L"}],
+                    }
+                ]
+            }
+        )
+    )
+    params["report_path"] = str(report)
+    check, counts, missing = etcd_consistency.audit(params, main)
+    assert counts["listed"] == 2 and counts["missing"] == 2
+    assert sorted(m["key"] for m in missing) == ["/k3", "/l/b"]
+    assert "delete /k3" in check["detail"]
+    # After a restore, the report's "lost" lists what the audit found missing, deletes included.
+    doc = json.loads(report.read_text())
+    doc["lost"] = missing
+    report.write_text(json.dumps(doc))
+    check, counts, missing = etcd_consistency.audit(params, main)
+    assert check["ok"] and counts["listed"] == 4 and not missing
+
+
+def test_history_from_an_export_finds_the_fork_point_and_both_sides_deletes():
+    recorded = {
+        "start_revision": 1,
+        "digests": ["a1", "a2", "a3", "f4", "f5", "f6"],  # the fork's own events from revision 4
+        "deletes": [
+            {"key": "/k1", "key_base64": False, "revision": 5},  # after the split, the majority holds /k1
+            {"key": "/k0", "key_base64": False, "revision": 2},  # before it: the majority saw it too
+            {"key": "/gone", "key_base64": False, "revision": 6},  # the majority does not hold it
+        ],
+    }
+    auth_digests = {1: "a1", 2: "a2", 3: "a3", 4: "m4", 5: "m5"}
+    auth_last = {b"/k2": ("DELETE", 5), b"/k3": ("PUT", 4), b"/k0": ("PUT", 4)}
+    left = {
+        ("/k1", False): {"key": "/k1", "key_base64": False, "value": "m", "mod_revision": 3},
+        ("/k0", False): {"key": "/k0", "key_base64": False, "value": "again", "mod_revision": 4},
+    }
+    right = {("/k2", False): {"key": "/k2", "key_base64": False, "value": "f", "mod_revision": 3}}
+    history = etcd_reconcile.history_from_export(recorded, auth_digests, auth_last, left, right, "")
+    assert history["fork_revision"] == 3
+    assert [(d["key"], d["delete_revision"], d["left"]["value"]) for d in history["deleted_right"]] == [
+        ("/k1", 5, "m")
+    ]
+    assert [(d["key"], d["right"]["value"]) for d in history["deleted_left"]] == [("/k2", "f")]
+    assert etcd_reconcile.history_from_export(recorded, auth_digests, auth_last, left, right, "/x/") == {
+        "fork_revision": 3,
+        "deleted_left": [],
+        "deleted_right": [],
+    }
+
+
+def test_ledger_audit_takes_the_fork_point_from_the_report(tmp_path, monkeypatch):
+    """A forked writer's last operations before the split (after its last put still in the cluster) are
+    the common history: the report's fork point, read from etcd, says so; the ledger alone cannot."""
+    fork, main = "http://f:2379", "http://a:2379"
+    ledger = [
+        {"endpoint": fork, "op": "put", "key": "/w/f/1", "value": "f#1", "revision": 5},
+        {"endpoint": fork, "op": "delete", "key": "/k5", "value": None, "revision": 7, "deleted": 1},
+    ]
+    (tmp_path / "etcd-2.jsonl").write_text("".join(json.dumps(e) + "\n" for e in ledger))
+    cluster = {"/w/f/1": ("f#1", 5), "/k5": ("a#9", 12)}  # the majority wrote /k5 again after the split
+    monkeypatch.setattr(etcd_consistency, "read_cluster", lambda params, endpoint: cluster)
+    params = {
+        "ledger_dir": str(tmp_path),
+        "quarantine_prefix": "/recovery/quarantine/",
+        "report_path": None,
+        "forked_endpoints": [fork],
+    }
+    check, counts, missing = etcd_consistency.audit(params, main)
+    assert [m["key"] for m in missing] == ["/k5"]  # taken for a fork delete that nobody lists
+    report = tmp_path / "conflicts.json"
+    report.write_text(json.dumps({"forks": [{"fork": {"endpoint": fork}, "fork_revision": 8}]}))
+    params["report_path"] = str(report)
+    check, counts, missing = etcd_consistency.audit(params, main)
+    assert check["ok"] and counts["superseded"] == 1 and counts["present"] == 1
+
+
+def test_ledger_audit_prefers_the_report_fork_point_to_a_replayed_key_at_the_same_revision(
+    tmp_path, monkeypatch
+):
+    """Seen in the revive e2e: a fork key replayed into the cluster landed at the revision it had on the
+    fork, so the ledger's guess moved the fork point past the fork's later writes: the majority's, it said."""
+    fork, main = "http://f:2379", "http://a:2379"
+    ledger = [
+        {"endpoint": fork, "op": "put", "key": "/w/f/1", "value": "f#1", "revision": 5},  # before the split
+        {"endpoint": fork, "op": "put", "key": "/k1", "value": "f#2", "revision": 11},  # fork, superseded
+        {"endpoint": fork, "op": "put", "key": "/k1", "value": "f#3", "revision": 14},  # fork, quarantined
+        {"endpoint": fork, "op": "put", "key": "/w/f/4", "value": "f#4", "revision": 12},  # replayed at 12
+    ]
+    (tmp_path / "etcd-2.jsonl").write_text("".join(json.dumps(e) + "\n" for e in ledger))
+    cluster = {
+        "/w/f/1": ("f#1", 5),
+        "/k1": ("a#7", 10),
+        "/recovery/quarantine/etcd-2/k1": ("f#3", 15),
+        "/w/f/4": ("f#4", 12),  # the replay happened to get revision 12 in the cluster too
+    }
+    monkeypatch.setattr(etcd_consistency, "read_cluster", lambda params, endpoint: cluster)
+    report = tmp_path / "conflicts.json"
+    report.write_text(json.dumps({"forks": [{"fork": {"endpoint": fork}, "fork_revision": 6}]}))
+    params = {
+        "ledger_dir": str(tmp_path),
+        "quarantine_prefix": "/recovery/quarantine/",
+        "report_path": str(report),
+        "forked_endpoints": [fork],
+    }
+    check, counts, missing = etcd_consistency.audit(params, main)
+    assert check["ok"], missing
+    assert counts["superseded"] == 1 and counts["quarantined"] == 1 and counts["present"] == 2
+    params["report_path"] = None  # the ledger's guess: fork point 12, so f#2 is taken for a main write
+    check, counts, missing = etcd_consistency.audit(params, main)
+    assert [m["value"] for m in missing] == ["f#2"]
+
+
+def test_audit_a_key_gone_by_a_delete_that_failed(tmp_path, monkeypatch):
+    """A delete that timed out may have been applied all the same (etcd committed it, the reply was lost):
+    a put of the key is then gone without an acknowledged delete. Only the writer's logged failed attempt,
+    made after the put, accounts for it."""
+    main = "http://10.0.0.1:2379"
+    put = {
+        "endpoint": main,
+        "key": "/w/a/21",
+        "value": "a#21",
+        "revision": 62,
+        "time": "2026-12-06T03:09:57.553",
+    }
+    (tmp_path / "etcd-0.jsonl").write_text(json.dumps(put) + "\n")
+    monkeypatch.setattr(etcd_consistency, "read_cluster", lambda params, endpoint: {})
+    params = {"ledger_dir": str(tmp_path), "quarantine_prefix": "/recovery/quarantine/", "report_path": None}
+    params["forked_endpoints"] = []
+    check, counts, _ = etcd_consistency.audit(params, main)
+    assert not check["ok"] and counts["missing"] == 1
+    failure = {
+        "op": "delete",
+        "key": "/w/a/21",
+        "value": None,
+        "time": "2026-12-06T03:09:57.950",
+        "error": "timed out",
+    }
+    (tmp_path / "etcd-0.jsonl.failures").write_text(json.dumps(failure) + "\n" + '{"op": "del')  # a torn line
+    check, counts, _ = etcd_consistency.audit(params, main)
+    assert check["ok"] and counts["maybe_deleted"] == 1
+    assert "1 gone by a delete that failed" in check["detail"]
+
+
+def test_audit_a_member_added_again_answers_in_the_main_history(tmp_path, monkeypatch):
+    """The operator stopped the fork and added the member again (a new member id) before recover.yml: its
+    writer's later operations through the same endpoint are the cluster's history, deletes included."""
+    main, fork = "http://10.0.0.1:2379", "http://10.0.0.3:2379"
+    ledger = [
+        {"endpoint": fork, "member_id": "old", "key": "/w/f/1", "value": "f#1", "revision": 5, "time": "t1"},
+        {"endpoint": main, "member_id": "m0", "key": "/s", "value": "a#2", "revision": 50, "time": "t5"},
+        {"endpoint": fork, "member_id": "new", "op": "delete", "key": "/s", "value": None, "revision": 51,
+         "deleted": 1, "time": "t6"},
+    ]  # fmt: skip
+    (tmp_path / "etcd-x.jsonl").write_text("".join(json.dumps(e) + "\n" for e in ledger))
+    monkeypatch.setattr(etcd_consistency, "read_cluster", lambda params, endpoint: {"/w/f/1": ("f#1", 5)})
+    params = {
+        "ledger_dir": str(tmp_path),
+        "quarantine_prefix": "/recovery/quarantine/",
+        "report_path": None,
+        "forked_endpoints": [fork],
+    }
+    check, counts, missing = etcd_consistency.audit(params, main)
+    assert check["ok"], missing
+    assert counts["superseded"] == 1 and counts["deleted"] == 1
+    ledger[2]["member_id"] = "old"  # the fork's own delete: nothing on the main side explains /s gone
+    (tmp_path / "etcd-x.jsonl").write_text("".join(json.dumps(e) + "\n" for e in ledger))
+    check, counts, missing = etcd_consistency.audit(params, main)
+    assert not check["ok"] and [m["key"] for m in missing] == ["/s"]
