@@ -3,12 +3,13 @@
 
 For each size (3 and 5 members by default): build the lab, put N keys (default 10k, the same on both sides, as
 data from before the split) through the JSON gateway in bounded batches, run `ansible-playbook
-playbooks/recover.yml` and read each step's time from profile_tasks' timestamps; then build the lab again, put
-the same keys, and run the floor: a bash script of etcdctl commands doing the same steps (status, stop
-writers, snapshot each side, export and diff, stop the fork, delete the partition, remove / move aside / add /
-start each member to rejoin, replay fork-only keys and quarantine conflicts in txn batches, endpoint hashkv).
-The floor does not revert the clock skew (no etcdctl command can) and prints no explanations. Prints both
-and the ratio. Traffic goes only to the lab's own addresses while the lab is up; every loop is bounded.
+playbooks/recover.yml` and read each step's time from the lab_timing callback's log (.lab/logs/); then build
+the lab again, put the same keys, and run the floor: a bash script of etcdctl commands doing the same steps
+(status, stop writers, snapshot each side, export and diff, stop the fork, delete the partition, remove / move
+aside / add / start each member to rejoin, replay fork-only keys and quarantine conflicts in txn batches,
+endpoint hashkv). The floor does not revert the clock skew (no etcdctl command can) and prints no
+explanations. Prints both and the ratio. Traffic goes only to the lab's own addresses while the lab is up;
+every loop is bounded.
 
     .venv/bin/python benchmarks/bench_recover.py [--members 3 5] [--keys 10000] [--source distro]
 """
@@ -80,28 +81,31 @@ def preload(lab, keys, batch=100):
             gateway(member["client_url"], "/v3/kv/txn", {"success": ops})
 
 
-def ansible_steps(stdout):
-    """Per-step seconds from profile_tasks' cumulative timestamps under each 'Recover | Step N' include."""
-    marks = []
-    lines = stdout.splitlines()
-    for i, line in enumerate(lines):
-        if line.startswith("TASK [") or line.startswith("TASKS RECAP"):
-            stamp = next((ln for ln in lines[i + 1 : i + 3] if re.search(r"\d+:\d\d:\d\d\.\d+ \*+", ln)), "")
-            m = re.search(r"(\d+):(\d\d):(\d\d\.\d+) \*+\s*$", stamp)
-            if not m:
-                continue
-            t = int(m[1]) * 3600 + int(m[2]) * 60 + float(m[3])
-            step = re.search(r"Recover \| Step (\d+) \|", line)
-            marks.append((step[1] if step else None, t, line.startswith("TASKS RECAP")))
-    steps = {}
-    current, since = None, None
-    for step, t, end in marks:
-        if (step or end) and current is not None:
-            steps[current] = steps.get(current, 0.0) + (t - since)
-            current = None
-        if step:
-            current, since = step, t
+def ansible_steps(log_text):
+    """Per-step seconds from the lab_timing callback's log: every task counts for the 'Recover | Step N'
+    include that ran last before it (the tasks of a step come after its include)."""
+    steps, current = {}, None
+    in_order = False
+    for line in log_text.splitlines():
+        if line.startswith("# in the order they ran"):
+            in_order = True
+            continue
+        if line.startswith("# slowest first"):
+            break
+        m = re.match(r"^\s*\d+:\d\d:\d\d\.\d+\s+([\d.]+)\s+(.*)$", line) if in_order else None
+        if not m:
+            continue
+        step = re.search(r"Recover \| Step (\d+) \|", m[2])
+        current = step[1] if step else current
+        if current is not None:
+            steps[current] = steps.get(current, 0.0) + float(m[1])
     return steps
+
+
+def newest_log(playbook):
+    """The lab_timing callback's log of the last run of playbook (under the state dir's logs/)."""
+    logs = sorted((STATE / "logs").glob(f"{playbook}-*.log"))
+    return logs[-1].read_text() if logs else ""
 
 
 FLOOR = r"""
@@ -164,6 +168,11 @@ step 10
 
 REMOVE = r"""
 id=$($E --endpoints=$LEADER member list | awk -F', ' '$3=="{m}"{{print $1}}')
+# As etcd_member does: propose a conf change only once a linearizable read works (the leader has committed
+# an entry of its term). A remove sent while the member has no leader is never proposed: it waits for its
+# deadline ("context deadline exceeded").
+for i in $(seq 1 150); do
+  $E --endpoints=$LEADER --command-timeout=2s get /floor-probe >/dev/null 2>&1 && break; sleep 0.2; done
 $E --endpoints=$LEADER member remove $id >/dev/null
 mv $S/nodes/{m}/data $S/nodes/{m}/data.moved-floor
 """
@@ -225,7 +234,7 @@ def run_size(members, keys, source):
     if proc.returncode != 0:
         teardown()
         sys.exit(f"recover.yml failed:\n{proc.stdout[-4000:]}")
-    steps = ansible_steps(proc.stdout)
+    steps = ansible_steps(newest_log("recover"))
     teardown()
 
     lab = setup(members, source)
