@@ -332,7 +332,9 @@ def failed_deletes(ledger_dir):
 
 def report_listings(report_path):
     """From a conflict report: the (key, value) writes it lists, the keys of the fork deletes it lists, and
-    each fork's fork point ({fork endpoint: the last revision both histories share})."""
+    each fork's fork point (the last revision both histories share), keyed by the fork's endpoint and by the
+    member it stands for ("name:<member>"; a data dir read through a private copy has a loopback endpoint,
+    and its report entry "etcd-2@data.moved-..." stands for etcd-2 too, when no entry "etcd-2" does)."""
     listed, deleted, points = set(), set(), {}
     if not report_path or not os.path.exists(report_path):
         return listed, deleted, points
@@ -347,12 +349,18 @@ def report_listings(report_path):
             deleted.add(e["key"])
         if fork.get("fork_revision") and (fork.get("fork") or {}).get("endpoint"):
             points[fork["fork"]["endpoint"]] = int(fork["fork_revision"])
+        if fork.get("fork_revision") and fork.get("member"):
+            name, _, dir_name = fork["member"].partition("@")
+            if not dir_name or "name:" + name not in points:
+                points["name:" + name] = int(fork["fork_revision"])
     for e in report.get("lost", []):
         listed.add((e["key"], e.get("value")))  # a lost delete has the value null
     return listed, deleted, points
 
 
-def audit(params, endpoint):
+def audit(params, endpoint, endpoint_names=None):
+    """Account for every ledger operation; endpoint_names ({client URL: member name}, from the probes) finds
+    a fork's fork point in the report when the report read it through another endpoint."""
     entries = load_ledger(params["ledger_dir"])
     unknown_deletes = failed_deletes(params["ledger_dir"])
     cluster = read_cluster(params, endpoint)
@@ -372,9 +380,14 @@ def audit(params, endpoint):
     # history (same value at the same mod revision - a guess: a replayed key can land at the same revision
     # by chance). Its later operations are the fork's history.
     fork_point = {e: r for e, r in report_points.items() if e in forked}
+    for e in forked - set(fork_point):
+        by_name = report_points.get("name:" + (endpoint_names or {}).get(e, ""))
+        if by_name is not None:
+            fork_point[e] = by_name
     # The member that answered through each forked endpoint first: a forced member keeps its id, while one
     # added again under the same name (by an operator, or by an earlier recovery) has a new one, and what
     # it acknowledged through the same endpoint is the cluster's history.
+    known = set(fork_point)
     fork_member = {}
     for e in sorted(entries, key=lambda x: x.get("time", "")):
         if e.get("endpoint") in forked:
@@ -382,7 +395,7 @@ def audit(params, endpoint):
     for e in entries:
         if (
             e.get("endpoint") in forked
-            and e["endpoint"] not in report_points
+            and e["endpoint"] not in known
             and e["op"] == "put"
             and e.get("member_id") == fork_member[e["endpoint"]]
         ):
@@ -486,7 +499,8 @@ def run(params, check_mode=False):
         if leader_ep is None:
             checks.append(check("every acknowledged write kept or reported", False, "no member has a leader"))
         else:
-            lcheck, counts, missing = audit(params, leader_ep)
+            endpoint_names = {p["endpoint"]: names.get(p["member_id"]) for p in probes if p["reachable"]}
+            lcheck, counts, missing = audit(params, leader_ep, endpoint_names)
             if params["missing_path"] and not check_mode:
                 with open(params["missing_path"], "w", encoding="utf-8") as f:
                     json.dump(missing, f, indent=1, sort_keys=True)

@@ -75,6 +75,11 @@ def test_recover_then_verify_then_idempotent(clean_host, members, source):
         rf"{forced} has the higher raft index \(\d+ > \d+|{forced}'s raft index \(\d+\) is lower", text
     )
     assert "Recovered: one cluster, one leader" in text
+    # Every data dir is in use by a running member or stands behind the fork's export: none is copied
+    # (a regex that never matched once had every member's data dir copied, and the fork's live diff replaced).
+    assert "Serve a private copy of the data dir" not in text, out(recovered)
+    report = json.loads((STATE / "recovery" / "conflicts.json").read_text())
+    assert [f["fork"]["endpoint"] for f in report["forks"]] == [by_name[forced]["client_url"]]
 
     views = assert_one_cluster(lab)
     assert forced in views

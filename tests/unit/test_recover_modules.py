@@ -441,6 +441,46 @@ def test_ledger_audit_prefers_the_report_fork_point_to_a_replayed_key_at_the_sam
     assert [m["value"] for m in missing] == ["f#2"]
 
 
+def test_ledger_audit_finds_the_fork_point_of_a_data_dir_read_through_a_private_copy(tmp_path, monkeypatch):
+    """Seen in CI (5 members, 3.5.1): the conflict report's fork was read through a private copy of its data
+    dir on loopback, so its endpoint was not the forked member's; the audit fell back to its guess and took a
+    fork put deleted later on the fork for a write of the majority that was lost."""
+    fork, main = "http://f:2379", "http://a:2379"
+    ledger = [
+        {"endpoint": fork, "op": "put", "key": "/w/f/1", "value": "f#1", "revision": 5},  # before the split
+        {"endpoint": fork, "op": "put", "key": "/w/f/2", "value": "f#2", "revision": 9},  # fork
+        {"endpoint": fork, "op": "put", "key": "/w/f/3", "value": "f#3", "revision": 10},  # fork, replayed
+        {"endpoint": fork, "op": "delete", "key": "/w/f/2", "value": None, "revision": 11, "deleted": 1},
+    ]
+    (tmp_path / "etcd-2.jsonl").write_text("".join(json.dumps(e) + "\n" for e in ledger))
+    # the replay of /w/f/3 landed at revision 10 in the cluster too: the ledger's guess says fork point 10
+    cluster = {"/w/f/1": ("f#1", 5), "/w/f/3": ("f#3", 10)}
+    monkeypatch.setattr(etcd_consistency, "read_cluster", lambda params, endpoint: cluster)
+    report = tmp_path / "conflicts.json"
+    copy = {"fork": {"endpoint": "http://127.0.0.1:40001"}, "fork_revision": 6, "member": "etcd-2"}
+    report.write_text(json.dumps({"forks": [copy]}))
+    params = {
+        "ledger_dir": str(tmp_path),
+        "quarantine_prefix": "/recovery/quarantine/",
+        "report_path": str(report),
+        "forked_endpoints": [fork],
+    }
+    check, counts, missing = etcd_consistency.audit(params, main)
+    assert [m["key"] for m in missing] == ["/w/f/2"]  # without the member's name: the guess
+    check, counts, missing = etcd_consistency.audit(params, main, {fork: "etcd-2", main: "etcd-0"})
+    assert check["ok"], missing
+    assert counts["deleted"] == 1 and counts["superseded"] == 1 and counts["present"] == 2
+    # a moved-aside data dir of the same member stands for it only when no entry of its own name does
+    moved = {"fork": {"endpoint": "http://127.0.0.1:40002"}, "fork_revision": 12}
+    moved["member"] = "etcd-2@data.moved-1"
+    report.write_text(json.dumps({"forks": [moved, copy]}))
+    check, counts, missing = etcd_consistency.audit(params, main, {fork: "etcd-2"})
+    assert check["ok"], missing
+    report.write_text(json.dumps({"forks": [dict(moved, fork_revision=6)]}))
+    check, counts, missing = etcd_consistency.audit(params, main, {fork: "etcd-2"})
+    assert check["ok"], missing
+
+
 def test_audit_a_key_gone_by_a_delete_that_failed(tmp_path, monkeypatch):
     """A delete that timed out may have been applied all the same (etcd committed it, the reply was lost):
     a put of the key is then gone without an acknowledged delete. Only the writer's logged failed attempt,
