@@ -180,6 +180,9 @@ class Lab:
     def __init__(self, name: str, subnet: str, state_dir: Path) -> None:
         self.name, self.subnet, self.state = name, subnet, state_dir.resolve()
         self.env = dict(os.environ, LAB_NAME=name, LAB_SUBNET=subnet, LAB_STATE_DIR=str(self.state))
+        # Every task's banner as it starts: the interruptions count and match "TASK [" lines (the lab's
+        # quiet output shows a task only once it changed, failed or explained something).
+        self.env.update(ANSIBLE_DISPLAY_OK_HOSTS="true", ANSIBLE_DISPLAY_SKIPPED_HOSTS="true")
 
     def sh(self, argv: list[str], timeout: float = 120) -> subprocess.CompletedProcess:
         """A command in a process group of its own; the watchdog kills the whole group after `timeout`."""
@@ -516,7 +519,7 @@ def fail_lines(stdout: str) -> list[str]:
     """The FAIL lines of a playbook's output (verify's checks), then its errors."""
     lines = [ln.strip().strip('",') for ln in stdout.splitlines()]
     fails = [ln for ln in lines if re.match(r"FAIL\b", ln)]
-    errors = [ln for ln in lines if re.match(r"(fatal:|\[ERROR\]|ERROR!)", ln)]
+    errors = [ln for ln in lines if re.match(r"(fatal:|\[ERROR\]|ERROR!|ERROR:)", ln)]
     return list(dict.fromkeys(fails + errors))[:8]
 
 

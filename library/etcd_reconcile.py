@@ -172,7 +172,9 @@ forks:
   type: list
   elements: dict
 summary:
-  description: C(report) and C(replay) - readable lines.
+  description:
+    - C(report) and C(replay) - readable lines for the screen, at most 5 keys of each list (the report's
+      O(summary_path) file lists up to 20, the JSON report every one).
   returned: for report and replay
   type: list
   elements: str
@@ -566,15 +568,19 @@ def build_report(params):
     return {"policy": params["policy"], "quarantine_prefix": params["quarantine_prefix"], "forks": forks}
 
 
-def _listing(entries, line, limit=20):
+SCREEN_LIMIT = 5  # keys listed per list on screen; the summary file lists FILE_LIMIT, the JSON report all
+FILE_LIMIT = 20
+
+
+def _listing(entries, line, limit=FILE_LIMIT):
     lines = [line(e) for e in entries[:limit]]
     if len(entries) > limit:
         lines.append(f"    ... {len(entries) - limit} more in the JSON report")
     return lines
 
 
-def fork_summary(fork, policy):
-    """The readable lines of one fork of the report."""
+def fork_summary(fork, policy, limit=FILE_LIMIT):
+    """The readable lines of one fork of the report, at most limit keys per list (conflicts all)."""
     auth, side = fork["authoritative"], fork["fork"]
     quarantine = policy == "quarantine"
     lines = [
@@ -593,6 +599,7 @@ def fork_summary(fork, policy):
     lines += _listing(
         fork["only_fork"],
         lambda e: f"    {e['key']} = {e['value']!r} (fork mod revision {e['mod_revision']})",
+        limit=limit,
     )
     lines.append(
         f"  {len(fork['conflicts'])} keys with different values: the authoritative value stays, "
@@ -629,6 +636,7 @@ def fork_summary(fork, policy):
                 else f" (lease {d['lease']} on that side: left alone)"
             )
         ),
+        limit=limit,
     )
     gone = fork.get("deleted_on_authoritative", [])
     if gone:
@@ -637,13 +645,17 @@ def fork_summary(fork, policy):
             "(conflicts): not brought back; the fork's value "
             + ("is kept under the quarantine key" if quarantine else "is listed here")
         )
-        lines += _listing(gone, lambda e: f"    {e['key']} = {e['value']!r} -> {e['quarantine_key']}")
+        lines += _listing(
+            gone, lambda e: f"    {e['key']} = {e['value']!r} -> {e['quarantine_key']}", limit=limit
+        )
     leased = fork.get("leased_only_on_fork", [])
     lines.append(
         f"  {len(leased)} keys only on the fork that hold a lease of the fork: never written (the lease dies "
         "with the fork; a lock replayed without it would never expire)"
     )
-    lines += _listing(leased, lambda e: f"    {e['key']} = {e['value']!r} (fork lease {e['lease']})")
+    lines += _listing(
+        leased, lambda e: f"    {e['key']} = {e['value']!r} (fork lease {e['lease']})", limit=limit
+    )
     lines.append(
         f"  {fork['only_authoritative_count']} keys only on the authoritative side (written after the "
         "split by the majority, or deleted by the fork as listed above; they stay)"
@@ -651,12 +663,12 @@ def fork_summary(fork, policy):
     return lines
 
 
-def summary_lines(report):
+def summary_lines(report, limit=FILE_LIMIT):
     lines = [f"Conflict report (policy {report['policy']}, quarantine prefix {report['quarantine_prefix']})"]
     if not report["forks"]:
         lines.append("No fork: nothing conflicts.")
     for fork in report["forks"]:
-        lines += fork_summary(fork, report["policy"])
+        lines += fork_summary(fork, report["policy"], limit)
     return lines
 
 
@@ -670,6 +682,7 @@ def report(params, check_mode):
             changed = write_atomic(params["summary_path"], "\n".join(lines) + "\n") or changed
     else:
         changed = not os.path.exists(params["path"])
+    lines = summary_lines(doc, SCREEN_LIMIT)
     forks = [
         {
             "member": f["member"],
@@ -758,7 +771,9 @@ def replay_lines(replayed, quarantined, marked, listed, leased, already):
             else ""
         )
     ]
-    lines += [f"  replayed {r['key']} = {r['value']!r} (from {r['member']})" for r in replayed[:20]]
+    lines += [f"  replayed {r['key']} = {r['value']!r} (from {r['member']})" for r in replayed[:SCREEN_LIMIT]]
+    if len(replayed) > SCREEN_LIMIT:
+        lines.append(f"  ... {len(replayed) - SCREEN_LIMIT} more replayed: the conflict report lists them")
     lines += [
         f"  quarantined {r['key']}: fork value {r['value']!r} -> {r['quarantine_key']}" for r in quarantined
     ]

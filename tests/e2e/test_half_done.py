@@ -21,6 +21,7 @@ import subprocess
 
 import pytest
 from lablib import (
+    EVERY_TASK,
     ROOT,
     STATE,
     VENV_BIN,
@@ -58,6 +59,7 @@ def kill_recover_at(task: str) -> str:
         stderr=subprocess.STDOUT,
         text=True,
         start_new_session=True,
+        env=dict(os.environ, **EVERY_TASK),
     )
     printed = []
     assert proc.stdout is not None
@@ -134,7 +136,7 @@ def test_recover_killed_in_its_rejoin_step_then_run_again(clean_host):
     assert not (STATE / "recovery" / "reconciled.sha256").exists()
 
     text = recover_and_grade(lab)
-    assert "the replay of the writes of the fork (step 8) did not finish" in text
+    assert "the replay of the writes of the fork (step 9) did not finish" in text
     assert (STATE / "recovery" / "reconciled.sha256").exists()
 
 

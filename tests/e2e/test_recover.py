@@ -2,7 +2,7 @@
 
 setup -> verify fails -> recover --check changes nothing -> recover -> verify passes -> recover again changes
 nothing (changed=0 in the recap) -> teardown leaves nothing. Plus the wrong way round (partition healed while
-the fork still runs) and a lost quorum (step 9: refused by default, restored with the explicit opt-in).
+the fork still runs) and a lost quorum (refused by default, restored with the explicit opt-in).
 The end state is checked from outside with plain etcdctl, nft and the files under .lab/recovery.
 """
 
@@ -62,7 +62,7 @@ def test_recover_then_verify_then_idempotent(clean_host, members, source):
     # --check shows the plan and changes nothing: the fork still leads a cluster of its own.
     planned = timed("recover.yml", "--check", timings=timings)
     assert planned.returncode == 0, out(planned)
-    assert "Step 5 | Stop the forked members before healing" in planned.stdout
+    assert "Step 6 | Stop the forked members before healing" in planned.stdout
     fork_view = member_view(bin_dir, forced, by_name[forced]["client_url"])
     assert fork_view is not None and fork_view.is_leader and fork_view.members == {forced}
     assert not list((STATE / "nodes" / forced).glob("data.moved-*"))
@@ -186,8 +186,8 @@ def test_partition_healed_before_the_fork_stopped(clean_host):
 
 
 def test_quorum_lost_refused_then_restored_with_opt_in(clean_host):
-    """Step 9: two of three members are killed and their data dirs are gone (lost machines). No side holds a
-    quorum of the original membership: recover.yml refuses and changes nothing. With the explicit opt-in it
+    """No quorum: two of three members are killed and their data dirs are gone (lost machines). No side holds
+    a quorum of the original membership: recover.yml refuses and changes nothing. With the explicit opt-in it
     restores a new cluster from the fork's snapshot and lists the acknowledged writes that this loses."""
     setup_lab()
     lab = lab_json()

@@ -9,7 +9,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "plugins" / "callback"))
 
-from lab_timing import RunTimes, duration, failure_message, timing_log
+from lab_timing import RunTimes, duration, failure_message, last_words, timing_log
 
 
 def test_a_task_lasts_until_the_next_one_starts():
@@ -72,3 +72,18 @@ def test_failure_message_is_one_line_naming_the_problem(result, message):
     text = failure_message("Build | Add the bridge", result)
     assert text == message
     assert "\n" not in text
+
+
+@pytest.mark.parametrize(
+    ("custom", "lines"),
+    [
+        (None, []),
+        ({}, []),
+        ({"_run": {"other": 1}}, []),
+        ({"_run": {"lab_last_words": "one\ntwo"}}, ["one", "two"]),
+        ({"_run": {"lab_last_words": ["a", "b\nc", "", "d"]}}, ["a", "b", "c", "", "d"]),
+        ({"localhost": {"lab_last_words": ["per host"]}}, []),
+    ],
+)
+def test_last_words_are_the_run_wide_lines_set_with_set_stats(custom, lines):
+    assert last_words(custom) == lines
