@@ -104,3 +104,31 @@ def test_a_broken_lab_json_is_one_line_not_a_traceback(state, capsys, content, a
     lines = captured.err.splitlines()
     assert len(lines) == 1 and lines[0].startswith("lab: ") and str(state / "lab.json") in lines[0]
     assert "./teardown.sh" in lines[0]
+
+
+def test_status_adds_what_the_detector_saw_and_says_when_it_is_stale(state):
+    assert lab.detector_lines(LAB) == []  # safeguards.yml has not started the detector
+    (state / "safeguards").mkdir()
+    alert = {"since": "2026-12-06T05:00:00Z", "severity": "critical", "message": "2 leaders"}
+    detector = {"time": "2026-12-06T05:00:10Z", "interval": 3, "status": "critical", "alerts": [alert]}
+    (state / "safeguards" / "detector.json").write_text(json.dumps(detector))
+    moment = lab.datetime(2026, 12, 6, 5, 0, 14, tzinfo=lab.UTC).timestamp()
+    assert lab.detector_lines(LAB, now=moment) == [
+        "Split-brain detector: CRITICAL (last round 4 s ago)",
+        "  since 2026-12-06T05:00:00Z critical 2 leaders",
+    ]
+    assert "STALE: is it still running?" in lab.detector_lines(LAB, now=moment + 60)[0]
+    (state / "safeguards" / "detector.json").write_text("{torn")
+    assert lab.detector_lines(LAB) == []
+
+
+def test_status_without_etcd_answering_reports_every_member_unreachable(state, capsys):
+    """The direct report (no ansible-playbook) runs the module's own code: members that do not answer are
+    listed as such (127.0.0.1 on a port nothing listens on: refused at once)."""
+    layout = dict(
+        LAB, members=[dict(m, client_url=f"http://127.0.0.1:{9 + i}") for i, m in enumerate(LAB["members"])]
+    )
+    (state / "lab.json").write_text(json.dumps(layout))
+    assert lab.main(["status"]) == 0
+    out = capsys.readouterr().out
+    assert "Unreachable:" in out and "etcd-0" in out and "etcd-1" in out
