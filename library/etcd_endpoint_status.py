@@ -225,6 +225,7 @@ from ansible.module_utils.etcd_client import (
     client_from_params,
     id_to_hex,
     make_ssl_context,
+    normalize_url,
     parallel_map,
     parse_member,
     quorum,
@@ -238,10 +239,6 @@ def _int(value):
         return int(value)
     except (TypeError, ValueError):
         return None
-
-
-def _norm_url(url):
-    return url.strip().rstrip("/").lower()
 
 
 def empty_result(endpoint):
@@ -360,10 +357,10 @@ def name_endpoints(results):
         for m in r["members"]:
             for url in m["client_urls"]:
                 if m["name"]:
-                    url_names[_norm_url(url)] = m["name"]
+                    url_names[normalize_url(url)] = m["name"]
     for r in results:
         if not r["name"]:
-            r["name"] = url_names.get(_norm_url(r["endpoint"]))
+            r["name"] = url_names.get(normalize_url(r["endpoint"]))
 
 
 def peer_url_names(results, member_peer_urls=None):
@@ -374,12 +371,12 @@ def peer_url_names(results, member_peer_urls=None):
     names = {}
     for name, urls in (member_peer_urls or {}).items():
         for url in [urls] if isinstance(urls, str) else urls or []:
-            names.setdefault(_norm_url(url), name)
+            names.setdefault(normalize_url(url), name)
     for r in results:
         for m in r["members"]:
             if m["name"]:
                 for url in m["peer_urls"]:
-                    names.setdefault(_norm_url(url), m["name"])
+                    names.setdefault(normalize_url(url), m["name"])
     return names
 
 
@@ -393,7 +390,8 @@ def membership_changes(view, original, peer_names):
     for m in view["_members"]:
         if m["name"]:
             continue
-        guess = next((peer_names[_norm_url(u)] for u in m["peer_urls"] if _norm_url(u) in peer_names), None)
+        urls = [normalize_url(u) for u in m["peer_urls"]]
+        guess = next((peer_names[u] for u in urls if u in peer_names), None)
         unstarted.append({"id": m["id"], "peer_urls": m["peer_urls"], "name": guess})
     back = {u["name"] for u in unstarted if u["name"]}
     return {

@@ -193,16 +193,13 @@ from ansible.module_utils.etcd_client import (
     hex_to_id,
     id_to_hex,
     make_ssl_context,
+    normalize_url,
     parallel_map,
     parse_member,
     quorum,
     run_or_fail,
     validate_endpoint,
 )
-
-
-def _norm(url):
-    return url.strip().rstrip("/").lower()
 
 
 def probe(endpoint, params):
@@ -239,12 +236,12 @@ def gather(params, need_leader=True):
         id_to_hex(r[1]["header"]["member_id"]) for r in results if r[1] and r[1].get("leader") == leader
     }
     # Members whose client URLs were not among the endpoints: probe them too (they are in the list).
-    given = {_norm(e) for e in params["endpoints"]}
+    given = {normalize_url(e) for e in params["endpoints"]}
     extra = []
     for m in members:
         if m["id"] in healthy_ids or not m["client_urls"]:
             continue
-        if any(_norm(u) in given for u in m["client_urls"]):
+        if any(normalize_url(u) in given for u in m["client_urls"]):
             continue
         extra.append(m["client_urls"][0])
     if extra:
@@ -265,8 +262,8 @@ def find_member(members, name=None, member_id=None, peer_urls=None):
         if found:
             return found
     if peer_urls:
-        wanted = {_norm(u) for u in peer_urls}
-        return next((m for m in members if {_norm(u) for u in m["peer_urls"]} == wanted), None)
+        wanted = {normalize_url(u) for u in peer_urls}
+        return next((m for m in members if {normalize_url(u) for u in m["peer_urls"]} == wanted), None)
     return None
 
 
@@ -300,9 +297,8 @@ def quorum_check(members, action, target=None):
 def initial_cluster(members, name, peer_urls):
     parts = []
     for m in members:
-        member_name = m["name"] or (
-            name if {_norm(u) for u in m["peer_urls"]} == {_norm(u) for u in peer_urls} else ""
-        )
+        same_urls = {normalize_url(u) for u in m["peer_urls"]} == {normalize_url(u) for u in peer_urls}
+        member_name = m["name"] or (name if same_urls else "")
         if not member_name:
             continue
         parts += [f"{member_name}={u}" for u in m["peer_urls"]]
@@ -588,7 +584,7 @@ def run(params, check_mode=False):
         target = find_member(members, name=name, peer_urls=peer_urls)
         result["initial_cluster"] = initial_cluster(members, name, peer_urls)
         if target is not None:
-            if {_norm(u) for u in target["peer_urls"]} != {_norm(u) for u in peer_urls}:
+            if {normalize_url(u) for u in target["peer_urls"]} != {normalize_url(u) for u in peer_urls}:
                 raise EtcdError(
                     f"Member {name} exists with peer URLs {', '.join(target['peer_urls'])}, not "
                     f"{', '.join(peer_urls)}: remove it first (state=absent) to re-add it with new URLs"

@@ -147,6 +147,11 @@ def validate_endpoint(url):
     return parts.scheme, parts.hostname, port
 
 
+def normalize_url(url):
+    """A URL as etcd compares it in member lists: no surrounding blanks, no trailing slash, lower case."""
+    return url.strip().rstrip("/").lower()
+
+
 def check_tls_files(ca_file=None, cert_file=None, key_file=None):
     """Raise EtcdError for a missing or unreadable TLS file, or a certificate without its key."""
     for label, path in (("CA file", ca_file), ("client certificate", cert_file), ("client key", key_file)):
