@@ -30,16 +30,16 @@ ROOT = Path(__file__).resolve().parent.parent
 STATE = ROOT / ".lab"
 PLAYBOOK = str(ROOT / ".venv" / "bin" / "ansible-playbook")
 
-STEP_NAMES = {
-    "1": "detect",
+STEP_NAMES = {  # as recover.yml prints them (README, Recovery)
+    "1": "detect (or refuse)",
     "2": "stop writes",
     "3": "back up every side",
-    "4": "conflicts",
-    "5": "stop forks",
-    "6": "heal",
-    "7": "rejoin",
-    "8": "reconcile",
-    "9": "restore/refuse",
+    "4": "revive",
+    "5": "conflicts",
+    "6": "stop forks",
+    "7": "heal",
+    "8": "rejoin (or restore)",
+    "9": "reconcile",
     "10": "verify",
 }
 
@@ -134,24 +134,24 @@ $E --endpoints=$LEADER snapshot save $S/floor/auth.db >/dev/null
 $E --endpoints=$FORK snapshot save $S/floor/fork.db >/dev/null
 $E --endpoints=$FORK get "" --from-key -w json > $S/floor/fork-export.json
 step 3
-# 4 conflicts: key<TAB>value lines of both sides, then comm
+# 5 conflicts: key<TAB>value lines of both sides, then comm
 $E --endpoints=$LEADER get "" --from-key | paste - - | sort > $S/floor/auth.tsv
 $E --endpoints=$FORK get "" --from-key | paste - - | sort > $S/floor/fork.tsv
 comm -13 $S/floor/auth.tsv $S/floor/fork.tsv > $S/floor/fork-differs.tsv
 cut -f1 $S/floor/auth.tsv | sort > $S/floor/auth.keys
-step 4
-# 5 stop the fork (and nothing else runs on that side)
+step 5
+# 6 stop the fork (and nothing else runs on that side)
 for m in {rejoin}; do p=$(cat $S/nodes/$m/etcd.pid 2>/dev/null || echo 0); kill $p 2>/dev/null || true; done
 for i in $(seq 1 600); do n=0; for m in {rejoin}; do p=$(cat $S/nodes/$m/etcd.pid 2>/dev/null || echo 0);
   [ $p -gt 0 ] && [ -d /proc/$p ] && n=$((n+1)); done; [ $n -eq 0 ] && break; sleep 0.1; done
-step 5
-# 6 heal
-for ns in {isolated_ns}; do ip netns exec $ns nft delete table inet sblab_partition 2>/dev/null || true; done
 step 6
-# 7 rejoin each member
-{rejoin_script}
+# 7 heal
+for ns in {isolated_ns}; do ip netns exec $ns nft delete table inet sblab_partition 2>/dev/null || true; done
 step 7
-# 8 reconcile: fork-only keys put, conflicting keys quarantined, in txn batches of 100
+# 8 rejoin each member
+{rejoin_script}
+step 8
+# 9 reconcile: fork-only keys put, conflicting keys quarantined, in txn batches of 100
 while IFS=$'\t' read -r k v; do
   if grep -qxF -- "$k" $S/floor/auth.keys; then echo "put /recovery/quarantine/{fork}$k $v"
   else echo "put $k $v"; fi
@@ -159,7 +159,7 @@ done < $S/floor/fork-differs.tsv > $S/floor/ops.txt
 split -l 100 $S/floor/ops.txt $S/floor/ops.part. || true
 for f in $S/floor/ops.part.*; do [ -e "$f" ] || continue
   printf '\n%s\n\n\n' "$(cat $f)" | $E --endpoints=$LEADER txn >/dev/null; done
-step 8
+step 9
 # 10 verify
 $E --endpoints=$ALL endpoint status -w json >/dev/null
 $E --endpoints=$ALL endpoint hashkv -w json >/dev/null
