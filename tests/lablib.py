@@ -11,6 +11,7 @@ import email.utils
 import json
 import os
 import re
+import signal
 import socket
 import subprocess
 import time
@@ -235,3 +236,32 @@ def assert_one_cluster(lab: dict) -> dict:
     assert len({v.leader for v in views.values()}) == 1, views
     assert sum(v.is_leader for v in views.values()) == 1, views
     return views
+
+
+def kill_recover_at(task: str, *extra: str) -> str:
+    """Run recover.yml (with extra arguments) and SIGKILL its process group as soon as `task` starts; return
+    what it printed."""
+    proc = subprocess.Popen(
+        [str(VENV_BIN / "ansible-playbook"), "playbooks/recover.yml", *extra],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+        env=dict(os.environ, **EVERY_TASK),
+    )
+    printed = []
+    assert proc.stdout is not None
+    try:
+        for line in proc.stdout:
+            printed.append(line)
+            if task in line:
+                os.killpg(proc.pid, signal.SIGKILL)
+                break
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=60)
+    text = "".join(printed)
+    assert task in text, f"recover.yml never reached {task!r}:\n{text[-3000:]}"
+    return text

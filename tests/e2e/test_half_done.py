@@ -21,12 +21,10 @@ import subprocess
 
 import pytest
 from lablib import (
-    EVERY_TASK,
-    ROOT,
     STATE,
-    VENV_BIN,
     alive,
     assert_one_cluster,
+    kill_recover_at,
     lab_json,
     out,
     pid_of,
@@ -48,34 +46,6 @@ def member_id(node: str, name: str) -> str:
     listed = etcdctl_on(node, "member", "list", "-w", "json")
     assert listed.returncode == 0, listed.stderr
     return next(format(m["ID"], "x") for m in json.loads(listed.stdout)["members"] if m.get("name") == name)
-
-
-def kill_recover_at(task: str) -> str:
-    """Run recover.yml and SIGKILL its process group as soon as `task` starts; return what it printed."""
-    proc = subprocess.Popen(
-        [str(VENV_BIN / "ansible-playbook"), "playbooks/recover.yml"],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-        env=dict(os.environ, **EVERY_TASK),
-    )
-    printed = []
-    assert proc.stdout is not None
-    try:
-        for line in proc.stdout:
-            printed.append(line)
-            if task in line:
-                os.killpg(proc.pid, signal.SIGKILL)
-                break
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=60)
-    text = "".join(printed)
-    assert task in text, f"recover.yml never reached {task!r}:\n{text[-3000:]}"
-    return text
 
 
 def recover_and_grade(lab: dict) -> str:

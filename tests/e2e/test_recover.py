@@ -20,6 +20,7 @@ from lablib import (
     STATE,
     alive,
     assert_one_cluster,
+    kill_recover_at,
     lab_json,
     lab_leftovers,
     member_view,
@@ -213,16 +214,18 @@ def test_quorum_lost_refused_then_restored_with_opt_in(clean_host):
     old_id = member_view(
         lab["etcd_bin_dir"], forced, next(m["client_url"] for m in lab["members"] if m["name"] == forced)
     )
-    restored = playbook(
-        "recover.yml",
-        "-e",
-        "recover_allow_restore=true",
-        "-e",
-        f"recover_source_member={forced}",
-        check=False,
-    )
+    opt_in = ("-e", "recover_allow_restore=true", "-e", f"recover_source_member={forced}")
+    # Killed once the data dirs are restored and before the members start: every member is down, with
+    # restored data. Run again without the opt-in: the record of the restore makes it finish that restore
+    # (the same snapshot, the same new token), not revive the members one by one.
+    killed = kill_recover_at("Restore | Start each restored member", *opt_in)
+    assert "Restoring a NEW cluster from" in killed
+    assert json.loads((STATE / "recovery" / "restore.json").read_text())["source"] == forced
+    restored = playbook("recover.yml", check=False)
     assert restored.returncode == 0, out(restored)
-    assert "Restoring a NEW cluster from" in restored.stdout
+    assert f"An earlier run started to restore a new cluster from {forced}" in restored.stdout
+    assert "Stop the forks, then restart the majority members" not in restored.stdout
+    assert not (STATE / "recovery" / "restore.json").exists()
     assert re.search(r"\d+ of \d+ acknowledged writes are not in the new cluster", restored.stdout)
     views = assert_one_cluster(lab)
     # A restore makes a new cluster: a new raft log, and with the new token new member ids.
