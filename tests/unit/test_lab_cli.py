@@ -132,3 +132,25 @@ def test_status_without_etcd_answering_reports_every_member_unreachable(state, c
     assert lab.main(["status"]) == 0
     out = capsys.readouterr().out
     assert "Unreachable:" in out and "etcd-0" in out and "etcd-1" in out
+
+
+def test_ledger_merges_the_writers_by_time_unless_asked_per_writer(state, capsys):
+    (state / "ledger").mkdir()
+
+    def line(writer, second, seq):
+        return json.dumps({"time": f"2026-12-06T05:00:{second:02d}.000+00:00", "writer": writer, "seq": seq})
+
+    (state / "ledger" / "etcd-0.jsonl").write_text(line("etcd-0", 1, 1) + "\n" + line("etcd-0", 4, 2) + "\n")
+    (state / "ledger" / "etcd-1.jsonl").write_text(
+        line("etcd-1", 2, 1) + "\n" + line("etcd-1", 3, 2) + "\n{torn"
+    )
+    assert lab.main(["ledger"]) == 0
+    merged = capsys.readouterr().out.splitlines()
+    assert [json.loads(x)["time"][17:19] for x in merged[:4]] == ["01", "02", "03", "04"]
+    assert merged[4] == "{torn"  # a killed writer's last line: kept, last
+    assert lab.main(["ledger", "--per-writer"]) == 0
+    assert [json.loads(x)["writer"] for x in capsys.readouterr().out.splitlines()[:4]] == ["etcd-0"] * 2 + [
+        "etcd-1"
+    ] * 2
+    assert lab.main(["ledger", "--writer", "etcd-1"]) == 0
+    assert len(capsys.readouterr().out.splitlines()) == 3
