@@ -17,7 +17,8 @@ description:
   - An C(include_tasks) or C(include_role) banner (a stage, such as recover.yml's C(Step 5 | ...)) shows only
     once a task inside it shows, just before that task's banner.
   - A task that changed something and has nothing else to say takes one line, C(changed [host] <task name>),
-    with the labels of a loop's changed items; failures show in full, as the default callback shows them.
+    with the labels of a loop's changed items. A failure shows its banner and its result (no code excerpt of
+    the failing task; -v shows it); the lab_timing callback ends the run with its one-line C(ERROR) message.
   - Run with C(-v) (or set E(ANSIBLE_DISPLAY_OK_HOSTS=true) and E(ANSIBLE_DISPLAY_SKIPPED_HOSTS=true)) to see
     every task's banner as it starts, as the default callback prints it.
 version_added: "1.0.0"
@@ -152,7 +153,15 @@ class CallbackModule(DefaultCallback):
         labels = self._changed_items.pop((result.task._uuid, self.host_label(result)), None)
         if labels:
             self._changed_line(result, labels)
+        if self._quiet():
+            # no "[ERROR]: Task failed ... Origin:" excerpt of the task: the message is in the result
+            result.result.pop("exception", None)
         super().v2_runner_on_failed(result, ignore_errors=ignore_errors)
+
+    def v2_runner_item_on_failed(self, result: Any) -> None:
+        if self._quiet():
+            result.result.pop("exception", None)
+        super().v2_runner_item_on_failed(result)
 
     def v2_playbook_on_include(self, included_file: Any) -> None:
         if self.get_option("display_ok_hosts") or self._display.verbosity > 0:

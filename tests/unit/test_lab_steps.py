@@ -93,7 +93,7 @@ def run(tmp_path: Path, playbook: str = PLAYBOOK, rc: int = 0, **env: str) -> st
         timeout=120,
     )
     assert proc.returncode == rc, proc.stdout + proc.stderr
-    return proc.stdout
+    return proc.stdout + proc.stderr  # warnings and errors go to stderr
 
 
 def test_the_learner_reads_sentences_and_what_changed(tmp_path):
@@ -136,4 +136,9 @@ def test_a_failure_shows_in_full_with_its_banner(tmp_path):
     )
     text = run(tmp_path, book, rc=2)
     assert "TASK [Demo | Fail on purpose]" in text and "fatal: [localhost]: FAILED!" in text
-    assert text.rstrip().splitlines()[-1].startswith("ERROR: Demo | Fail on purpose")
+    assert proc_last_line(text).startswith("ERROR: Demo | Fail on purpose")
+    assert "Origin:" not in text and "[ERROR]" not in text  # no code excerpt, no second copy of the message
+
+
+def proc_last_line(text: str) -> str:
+    return [line for line in text.splitlines() if line.strip()][-1]
