@@ -14,6 +14,8 @@ description:
   - Everything else is the default callback (C(ansible.builtin.default)) with its options. The lab's
     C(ansible.cfg) turns C(display_ok_hosts) and C(display_skipped_hosts) off, so a task shows only when it
     changed something, failed, or explains; a debug message shows whatever these options say.
+  - An C(ansible.builtin.assert) that passes shows its C(success_msg) the same way (a verdict such as
+    recover.yml's C(Recovered - one cluster, one leader ...)); one without a C(success_msg) stays quiet.
   - An C(include_tasks) or C(include_role) banner (a stage, such as recover.yml's C(Step 5 | ...)) shows only
     once a task inside it shows, just before that task's banner.
   - A task that changed something and has nothing else to say takes one line, C(changed [host] <task name>),
@@ -35,6 +37,8 @@ from typing import Any
 from ansible import constants as C
 from ansible.playbook.task_include import TaskInclude
 from ansible.plugins.callback.default import CallbackModule as DefaultCallback
+
+ASSERT_ACTIONS = ("assert", "ansible.builtin.assert", "ansible.legacy.assert")
 
 
 def message_lines(msg: Any) -> list[str]:
@@ -110,9 +114,13 @@ class CallbackModule(DefaultCallback):
             self._display.display(line)
 
     def _explains(self, result: Any) -> list[str] | None:
-        if result.task.action not in C._ACTION_DEBUG or self._display.verbosity > 0:
+        if self._display.verbosity > 0:
             return None
-        return debug_text(result.result)
+        if result.task.action in C._ACTION_DEBUG:
+            return debug_text(result.result)
+        if result.task.action in ASSERT_ACTIONS and result.task.args.get("success_msg"):
+            return debug_text(result.result)  # an assert's verdict, such as "Recovered: one cluster ..."
+        return None
 
     def v2_runner_on_ok(self, result: Any) -> None:
         looped = bool(result.task.loop and "results" in result.result)

@@ -41,6 +41,14 @@ PLAYBOOK = """
     - name: Demo | Change something
       ansible.builtin.command: "true"
       changed_when: true
+    - name: Demo | Check quietly
+      ansible.builtin.assert:
+        that: true
+        quiet: true
+    - name: Demo | Give the verdict
+      ansible.builtin.assert:
+        that: true
+        success_msg: "Recovered: one cluster, one leader."
     - name: Demo | Change per member
       ansible.builtin.command: "true"
       changed_when: item != "etcd-1"
@@ -113,6 +121,8 @@ def test_the_learner_reads_sentences_and_what_changed(tmp_path):
     assert "changed: [localhost] Demo | Change per member (etcd-0, etcd-2)" in lines and "(item=" not in text
     # a stage's banner shows only when something inside it shows, right before it
     assert "Quiet stage" not in text and "included:" not in text
+    assert "Recovered: one cluster, one leader." in lines and "Check quietly" not in text
+    assert "All assertions passed" not in text
     stage = next(
         i for i, line in enumerate(lines) if line.startswith("TASK [Demo | Stage 2 | Stage that explains]")
     )
