@@ -334,10 +334,11 @@ def report_listings(report_path):
     """From a conflict report: the (key, value) writes it lists, the keys of the fork deletes it lists, and
     each fork's fork point (the last revision both histories share), keyed by the fork's endpoint and by the
     member it stands for ("name:<member>"; a data dir read through a private copy has a loopback endpoint,
-    and its report entry "etcd-2@data.moved-..." stands for etcd-2 too, when no entry "etcd-2" does)."""
-    listed, deleted, points = set(), set(), {}
+    and its report entry "etcd-2@data.moved-..." stands for etcd-2 too, when no entry "etcd-2" does); last,
+    the authoritative side's revision when the forks were compared (0 without a report)."""
+    listed, deleted, points, compared = set(), set(), {}, 0
     if not report_path or not os.path.exists(report_path):
-        return listed, deleted, points
+        return listed, deleted, points, compared
     with open(report_path, encoding="utf-8") as f:
         report = json.load(f)
     for fork in report.get("forks", []):
@@ -347,6 +348,7 @@ def report_listings(report_path):
             listed.add((e["key"], e["value"]))
         for e in fork.get("deleted_on_fork", []):
             deleted.add(e["key"])
+        compared = max(compared, int((fork.get("authoritative") or {}).get("revision") or 0))
         if fork.get("fork_revision") and (fork.get("fork") or {}).get("endpoint"):
             points[fork["fork"]["endpoint"]] = int(fork["fork_revision"])
         if fork.get("fork_revision") and fork.get("member"):
@@ -355,7 +357,7 @@ def report_listings(report_path):
                 points["name:" + name] = int(fork["fork_revision"])
     for e in report.get("lost", []):
         listed.add((e["key"], e.get("value")))  # a lost delete has the value null
-    return listed, deleted, points
+    return listed, deleted, points, compared
 
 
 def audit(params, endpoint, endpoint_names=None):
@@ -373,7 +375,7 @@ def audit(params, endpoint, endpoint_names=None):
             if "/" in rest:
                 original = rest[rest.index("/") :]
                 quarantined_values.setdefault(original, set()).add(value)
-    listed, listed_deletes, report_points = report_listings(params["report_path"])
+    listed, listed_deletes, report_points, compared = report_listings(params["report_path"])
     forked = set(params["forked_endpoints"] or [])
     # The fork point of each forked writer: the report's fork point (the last revision both histories share,
     # read from etcd) when it has one; else the last revision of its puts that are still in the cluster's own
@@ -441,7 +443,9 @@ def audit(params, endpoint, endpoint_names=None):
             # conflict report lists it as a fork's delete of a key the authoritative side still holds.
             if now is None:
                 outcome = "deleted"
-            elif later:
+            elif later or (h != "main" and compared and now[1] > compared):
+                # A fork's delete of a key the cluster lacked too when the recovery compared the sides (so
+                # not a conflict to list) is superseded by a client's write of that key after the comparison.
                 outcome = "superseded"
             elif (h != "main" and key in listed_deletes) or (key, None) in listed:
                 outcome = "listed"  # a fork's delete in deleted_on_fork, or a delete a restore lost ("lost")

@@ -481,6 +481,52 @@ def test_ledger_audit_finds_the_fork_point_of_a_data_dir_read_through_a_private_
     assert check["ok"], missing
 
 
+def test_a_fork_delete_the_cluster_agreed_with_is_superseded_by_a_later_write(tmp_path, monkeypatch):
+    """Seen in test_safeguards (5 members, 3.5.1): the fork deleted /lab/shared/k1 while the majority had
+    deleted it too, so the recovery had nothing to list and its verify counted the delete in effect; the
+    writers went on, wrote k1 again, and a later verify took the fork's delete for a lost one."""
+    fork, main = "http://f:2379", "http://a:2379"
+    ledger = [
+        {"endpoint": fork, "op": "put", "key": "/w/f/1", "value": "f#1", "revision": 5, "member_id": "f"},
+        {
+            "endpoint": fork,
+            "op": "delete",
+            "key": "/k1",
+            "value": None,
+            "revision": 9,
+            "deleted": 1,
+            "member_id": "f",
+        },
+    ]
+    (tmp_path / "etcd-2.jsonl").write_text("".join(json.dumps(e) + "\n" for e in ledger))
+    report = tmp_path / "conflicts.json"
+    forks = [
+        {
+            "fork": {"endpoint": fork},
+            "fork_revision": 6,
+            "member": "etcd-2",
+            "authoritative": {"revision": 40},
+        }
+    ]
+    report.write_text(json.dumps({"forks": forks}))
+    params = {
+        "ledger_dir": str(tmp_path),
+        "quarantine_prefix": "/recovery/quarantine/",
+        "report_path": str(report),
+        "forked_endpoints": [fork],
+    }
+    cluster = {"/w/f/1": ("f#1", 5)}
+    monkeypatch.setattr(etcd_consistency, "read_cluster", lambda params, endpoint: cluster)
+    check, counts, missing = etcd_consistency.audit(params, main)
+    assert check["ok"] and counts["deleted"] == 1, missing  # right after the recovery
+    cluster["/k1"] = ("a#77", 52)  # a client wrote k1 again after the comparison (revision 40)
+    check, counts, missing = etcd_consistency.audit(params, main)
+    assert check["ok"] and counts["superseded"] == 1, missing
+    cluster["/k1"] = ("a#70", 31)  # but a value from before the comparison: the fork's delete was not listed
+    check, counts, missing = etcd_consistency.audit(params, main)
+    assert [m["key"] for m in missing] == ["/k1"]
+
+
 def test_audit_a_key_gone_by_a_delete_that_failed(tmp_path, monkeypatch):
     """A delete that timed out may have been applied all the same (etcd committed it, the reply was lost):
     a put of the key is then gone without an acknowledged delete. Only the writer's logged failed attempt,
