@@ -527,6 +527,32 @@ def test_a_fork_delete_the_cluster_agreed_with_is_superseded_by_a_later_write(tm
     assert [m["key"] for m in missing] == ["/k1"]
 
 
+def test_the_audit_does_not_race_running_writers(tmp_path, monkeypatch):
+    """Seen with verify.yml on a lab whose writers run (test_safeguards): the ledgers were read before the
+    cluster, so a put that its writer deleted in between looked missing (2 audits in 6 here). Now the cluster
+    is read first at one revision, later operations are not judged, and what looks missing is judged again
+    on the ledgers read a moment later (a superseding line can still be on its way)."""
+    main = "http://a:2379"
+    put = {"endpoint": main, "op": "put", "key": "/w/a/21", "value": "a#21", "revision": 50}
+    delete = {"endpoint": main, "op": "delete", "key": "/w/a/21", "value": None, "revision": 54, "deleted": 1}
+    after = {"endpoint": main, "op": "put", "key": "/w/a/30", "value": "a#30", "revision": 61}
+    cluster = etcd_consistency.ClusterKeys()
+    cluster.revision = 60  # the read: /w/a/21 deleted at 54, /w/a/30 not yet written
+    monkeypatch.setattr(etcd_consistency, "read_cluster", lambda params, endpoint: cluster)
+    ledgers = iter([[put, after], [put, delete, after]])  # the delete's line arrives a moment late
+    monkeypatch.setattr(etcd_consistency, "load_ledger", lambda ledger_dir: next(ledgers))
+    monkeypatch.setattr(etcd_consistency.time, "sleep", lambda seconds: None)
+    params = {"ledger_dir": str(tmp_path), "quarantine_prefix": "/recovery/quarantine/", "report_path": None}
+    params["forked_endpoints"] = []
+    check, counts, missing = etcd_consistency.audit(params, main)
+    assert check["ok"], missing
+    assert counts["superseded"] == 1 and counts["deleted"] == 1 and counts["after_read"] == 1
+    assert "1 acknowledged after the cluster was read at revision 60, not judged" in check["detail"]
+    ledgers = iter([[put, after], [put, after]])  # no delete at all: really missing
+    check, counts, missing = etcd_consistency.audit(params, main)
+    assert [m["key"] for m in missing] == ["/w/a/21"]
+
+
 def test_audit_a_key_gone_by_a_delete_that_failed(tmp_path, monkeypatch):
     """A delete that timed out may have been applied all the same (etcd committed it, the reply was lost):
     a put of the key is then gone without an acknowledged delete. Only the writer's logged failed attempt,
