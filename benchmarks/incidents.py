@@ -154,9 +154,18 @@ def quorum_lost(params: dict) -> bool:
     return params["action"] == "kill_majority" and majority - 1 < quorum(params["size"])
 
 
+def revivable_quorum(params: dict) -> bool:
+    """The isolated members other than the forced one were shut down by the fork ("removed") with their data
+    intact: recover.yml restarts them (the "revive" path), and with the majority's survivors they may make a
+    quorum again (seen in campaign 61206, k=22 and k=41: 5 members, 2 isolated, one majority member lost)."""
+    survivors = params["size"] - len(params["isolated"]) - 1 + (len(params["isolated"]) - 1)
+    return survivors >= quorum(params["size"])
+
+
 def restore_expected(params: dict) -> bool:
-    """No quorum and the killed member's data gone: recover.yml must refuse, then restore when told to."""
-    return quorum_lost(params) and bool(params.get("disk_lost"))
+    """No quorum and the killed member's data gone, and no quorum to revive: recover.yml must refuse, then
+    restore when told to."""
+    return quorum_lost(params) and bool(params.get("disk_lost")) and not revivable_quorum(params)
 
 
 def setup_args(params: dict) -> list[str]:

@@ -307,3 +307,15 @@ def test_a_member_added_again_writes_in_the_clusters_history():
         ic.Report.from_json(report),
     )
     assert old_id.outcomes["unaccounted"] == 1  # the same delete by the fork explains nothing on this side
+
+
+def test_a_quorum_the_fork_shut_down_can_be_revived_so_no_restore_is_expected():
+    """Campaign 61206 k=22: 5 members, etcd-0 and etcd-1 cut off (etcd-1 forced), etcd-4 killed with its data
+    dir gone. etcd-0 was shut down by the fork with its data intact: with etcd-2 and etcd-3 it is a quorum
+    again, and recover.yml rightly revived it instead of refusing (0 operations lost)."""
+    forces = ["size=5", "action=kill_majority", "disk_lost=true", 'isolated=["etcd-0", "etcd-1"]']
+    forces += ["forced=etcd-1", "victim=etcd-4"]
+    p = incidents.apply_forces(incidents.draw("61206", 22), forces)
+    assert incidents.quorum_lost(p) and incidents.revivable_quorum(p) and not incidents.restore_expected(p)
+    three = incidents.apply_forces(p, ["size=3", 'isolated=["etcd-1"]', "forced=etcd-1", "victim=etcd-0"])
+    assert incidents.restore_expected(three)  # 3 members, one isolated: nothing to revive
