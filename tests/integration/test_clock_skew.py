@@ -498,7 +498,12 @@ def test_failure_mid_way_leaves_a_live_process_running_and_unpatched(make_member
 
 
 def ansible_env() -> dict[str, str]:
-    return {**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg")}
+    # The lab's ansible.cfg prints results as YAML for people; adhoc() parses the JSON form.
+    return {
+        **os.environ,
+        "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"),
+        "ANSIBLE_CALLBACK_RESULT_FORMAT": "json",
+    }
 
 
 def adhoc(args: str, check: bool = False) -> tuple[str, dict]:
