@@ -109,11 +109,8 @@ def write_lab_json(directory, cluster):
 
 
 def run_playbook(state_dir):
-    env = {
-        **ANSIBLE_ENV,
-        "ANSIBLE_STDOUT_CALLBACK": "ansible.builtin.default",
-        "ANSIBLE_CALLBACKS_ENABLED": "ansible.posix.json",
-    }
+    # The lab's own screen output (lab_steps: the report as plain text), as ./lab status -- ... prints it.
+    env = {**ANSIBLE_ENV, "ANSIBLE_STDOUT_CALLBACK": "lab_steps"}
     return subprocess.run(
         [
             str(ROOT / ".venv/bin/ansible-playbook"),
