@@ -172,5 +172,5 @@ class CallbackModule(DefaultCallback):
         super().v2_runner_item_on_failed(result)
 
     def v2_playbook_on_include(self, included_file: Any) -> None:
-        if self.get_option("display_ok_hosts") or self._display.verbosity > 0:
+        if not self._quiet():
             super().v2_playbook_on_include(included_file)
