@@ -399,11 +399,35 @@ def remove_fork(lab: Lab, via: str, forced: str) -> str:
     return "" if proc.returncode == 0 else f"member remove {mid}: {proc.stderr.strip()[-200:]}"
 
 
-def add_fork(lab: Lab, via: str, forced: str) -> tuple[str, str]:
+def listed_initial_cluster(lab: Lab, via: str, forced: str) -> str:
+    """The --initial-cluster a member added as `forced` starts with, read from the member list; "" when the
+    list cannot be read or `forced`'s peer URL is not in it."""
     peer = lab.member(forced)["peer_url"]
-    proc = retry(lambda: lab.etcdctl(via, "member", "add", forced, f"--peer-urls={peer}"))
-    m = re.search(r'ETCD_INITIAL_CLUSTER="([^"]*)"', proc.stdout)
-    return ("" if proc.returncode == 0 else f"member add: {proc.stderr.strip()[-200:]}"), (m[1] if m else "")
+    proc = lab.etcdctl(via, "member", "list", "-w", "json")
+    if proc.returncode != 0:
+        return ""
+    members = json.loads(proc.stdout).get("members", [])
+    if not any(peer in m.get("peerURLs", []) for m in members):
+        return ""
+    return ",".join(f"{m.get('name') or forced}={url}" for m in members for url in m.get("peerURLs", [])[:1])
+
+
+def add_fork(lab: Lab, via: str, forced: str) -> tuple[str, str]:
+    """member add, as an operator does it: a proposal that timed out may still have been applied (seen in
+    CI: the retry then failed with "not enough started members", the first add being in the list
+    unstarted), so the member list is read before each new attempt."""
+    peer = lab.member(forced)["peer_url"]
+    proc = None
+    for _ in range(5):  # bounded
+        proc = lab.etcdctl(via, "member", "add", forced, f"--peer-urls={peer}")
+        if proc.returncode == 0:
+            m = re.search(r'ETCD_INITIAL_CLUSTER="([^"]*)"', proc.stdout)
+            return "", (m[1] if m else "")
+        time.sleep(3)
+        initial = listed_initial_cluster(lab, via, forced)
+        if initial:
+            return "", initial
+    return f"member add: {proc.stderr.strip()[-200:]}", ""
 
 
 def fork_delete(lab: Lab, params: dict) -> dict | None:

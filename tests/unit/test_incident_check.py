@@ -3,6 +3,7 @@ must fail. Also the campaign's draw: a pure function of (seed, k), and --force k
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -319,3 +320,41 @@ def test_a_quorum_the_fork_shut_down_can_be_revived_so_no_restore_is_expected():
     assert incidents.quorum_lost(p) and incidents.revivable_quorum(p) and not incidents.restore_expected(p)
     three = incidents.apply_forces(p, ["size=3", 'isolated=["etcd-1"]', "forced=etcd-1", "victim=etcd-0"])
     assert incidents.restore_expected(three)  # 3 members, one isolated: nothing to revive
+
+
+class _AddTimesOutButApplies:
+    """The CI failure of the campaign's operator: `member add` timed out while the proposal was applied; a
+    second add then fails with "not enough started members" (the first one is in the list, unstarted)."""
+
+    def __init__(self) -> None:
+        self.members = [
+            {"ID": 1, "name": "etcd-0", "peerURLs": ["http://10.0.0.1:2380"]},
+            {"ID": 2, "name": "etcd-1", "peerURLs": ["http://10.0.0.2:2380"]},
+        ]
+        self.adds = 0
+
+    def member(self, name: str) -> dict:
+        return {"peer_url": "http://10.0.0.3:2380"}
+
+    def etcdctl(self, via: str, *args: str):
+        import subprocess
+
+        if args[:2] == ("member", "add"):
+            self.adds += 1
+            if self.adds == 1:
+                self.members.append({"ID": 3, "peerURLs": ["http://10.0.0.3:2380"]})
+                return subprocess.CompletedProcess(args, 1, "", "Error: etcdserver: request timed out")
+            return subprocess.CompletedProcess(
+                args, 1, "", "Error: etcdserver: re-configuration failed due to not enough started members"
+            )
+        return subprocess.CompletedProcess(args, 0, json.dumps({"members": self.members}), "")
+
+
+def test_a_member_add_that_timed_out_but_was_applied_is_not_tried_again(monkeypatch):
+    monkeypatch.setattr(incidents.time, "sleep", lambda s: None)
+    lab = _AddTimesOutButApplies()
+    err, initial = incidents.add_fork(lab, "etcd-0", "etcd-2")
+    assert err == "" and lab.adds == 1
+    assert sorted(initial.split(",")) == [
+        "etcd-0=http://10.0.0.1:2380", "etcd-1=http://10.0.0.2:2380", "etcd-2=http://10.0.0.3:2380"
+    ]
