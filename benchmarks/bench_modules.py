@@ -40,7 +40,7 @@ import etcd_kv_diff
 import etcd_snapshot
 from etcd_fixtures import VERSIONS, Cluster
 
-COMMON = {"timeout": 30.0, "ca_file": None, "cert_file": None, "key_file": None, "validate_certs": True}
+COMMON = {"timeout": 30.0, "ca_cert": None, "client_cert": None, "client_key": None, "validate_certs": True}
 
 
 def timed(func, repeat):

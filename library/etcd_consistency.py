@@ -138,36 +138,40 @@ import json
 import os
 import time
 
-from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.etcd_client import (
     ETCD_COMMON_ARGUMENT_SPEC,
-    EtcdError,
     client_from_params,
     compare_hashkv,
+    etcd_module,
+    exit_with,
     fixed_revision,
     hashkv_at,
     id_to_hex,
     parallel_map,
     parse_kv,
     parse_member,
-    run_or_fail,
+    probe_member,
 )
 
 
 def probe(params, endpoint):
-    out = {"endpoint": endpoint, "reachable": False}
-    try:
-        with client_from_params(endpoint, params) as client:
-            st = client.status().data
-            out["member_id"] = id_to_hex(st.get("header", {}).get("member_id"))
-            out["leader"] = id_to_hex(st["leader"]) if int(st.get("leader", 0) or 0) else None
-            out["revision"] = int(st.get("header", {}).get("revision", 0))
-            out["members"] = [parse_member(m) for m in client.member_list().data.get("members", [])]
-            out["alarms"] = client.alarms().data.get("alarms", []) if out["leader"] else []
-            out["reachable"] = True
-    except EtcdError as exc:
-        out["error"] = str(exc)
-    return out
+    """A member's id, leader, revision, members and alarms; reachable only when all of them were read (an
+    alarm list that could not be read is not taken for none)."""
+    got = probe_member(endpoint, params, members=True, alarms=True)
+    error = got["error"] or got["alarms_error"]
+    if got["status"] is None or got["members"] is None or error:
+        return {"endpoint": endpoint, "reachable": False, "error": error}
+    st = got["status"]
+    leader = id_to_hex(st["leader"]) if int(st.get("leader", 0) or 0) else None
+    return {
+        "endpoint": endpoint,
+        "reachable": True,
+        "member_id": id_to_hex(st.get("header", {}).get("member_id")),
+        "leader": leader,
+        "revision": int(st.get("header", {}).get("revision", 0)),
+        "members": [parse_member(m) for m in got["members"].get("members", [])],
+        "alarms": (got["alarms"] or {}).get("alarms", []) if leader else [],
+    }
 
 
 def check(name, ok, detail):
@@ -568,14 +572,13 @@ def argument_spec():
 
 
 def main():
-    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
-    result = run_or_fail(
+    module = etcd_module(argument_spec())
+    exit_with(
         module,
         lambda: run(module.params, module.check_mode),
         local_errors=(OSError, ValueError, KeyError),
         local_prefix="etcd_consistency",
     )
-    module.exit_json(**result)
 
 
 if __name__ == "__main__":

@@ -105,9 +105,9 @@ EXAMPLES = r"""
 - name: Status | Over TLS with a client certificate
   etcd_endpoint_status:
     endpoints: ["https://10.0.0.1:2379", "https://10.0.0.2:2379", "https://10.0.0.3:2379"]
-    ca_file: /etc/etcd/pki/ca.crt
-    cert_file: /etc/etcd/pki/healthcheck-client.crt
-    key_file: /etc/etcd/pki/healthcheck-client.key
+    ca_cert: /etc/etcd/pki/ca.crt
+    client_cert: /etc/etcd/pki/healthcheck-client.crt
+    client_key: /etc/etcd/pki/healthcheck-client.key
 """
 
 RETURN = r"""
@@ -218,18 +218,18 @@ report:
 """
 
 
-from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.etcd_client import (
     ETCD_COMMON_ARGUMENT_SPEC,
     EtcdError,
-    client_from_params,
+    etcd_module,
+    exit_with,
     id_to_hex,
     make_ssl_context,
     normalize_url,
     parallel_map,
     parse_member,
+    probe_member,
     quorum,
-    run_or_fail,
     validate_endpoint,
 )
 
@@ -304,27 +304,13 @@ def parse_endpoint(endpoint, status, members=None, alarms=None, clock_offset=Non
 
 def probe_endpoint(endpoint, params):
     """Query one endpoint; never raises: failures end up in result['error']."""
-    result = empty_result(endpoint)
-    try:
-        with client_from_params(endpoint, params) as client:
-            status = client.status()
-            try:
-                members = client.member_list().data
-            except EtcdError as exc:
-                members = {}
-                result["error"] = f"member list failed: {exc}"
-            alarms = {}
-            # An alarm GET goes through Raft: on a member without a leader it hangs until the timeout.
-            if status.data.get("leader", "0") != "0":
-                try:
-                    alarms = client.alarms().data
-                except EtcdError:
-                    alarms = {}
-    except EtcdError as exc:
-        result["error"] = str(exc)
-        return result
-    parsed = parse_endpoint(endpoint, status.data, members, alarms, status.clock_offset)
-    parsed["error"] = result["error"]
+    got = probe_member(endpoint, params, members=True, alarms=True)
+    if got["status"] is None:
+        return empty_result(endpoint) | {"error": got["error"]}
+    parsed = parse_endpoint(
+        endpoint, got["status"], got["members"] or {}, got["alarms"] or {}, got["clock_offset"]
+    )
+    parsed["error"] = got["error"]
     return parsed
 
 
@@ -772,9 +758,9 @@ def check_params(params):
         raise EtcdError("clock_skew_threshold must not be negative")
     if any(e.startswith("https") for e in endpoints):
         make_ssl_context(
-            params.get("ca_file"),
-            params.get("cert_file"),
-            params.get("key_file"),
+            params.get("ca_cert"),
+            params.get("client_cert"),
+            params.get("client_key"),
             params.get("validate_certs", True),
         )
     return endpoints
@@ -797,9 +783,8 @@ def run(params):
 
 
 def main():
-    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
-    result = run_or_fail(module, lambda: run(module.params))
-    module.exit_json(**result)
+    module = etcd_module(argument_spec())
+    exit_with(module, lambda: run(module.params))
 
 
 if __name__ == "__main__":

@@ -134,13 +134,12 @@ import os
 import socket
 from collections import Counter
 
-from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.etcd_client import (
     ETCD_COMMON_ARGUMENT_SPEC,
-    EtcdError,
-    client_from_params,
+    etcd_module,
     id_to_hex,
     parallel_map,
+    probe_member,
     quorum,
     run_or_fail,
     validate_endpoint,
@@ -149,12 +148,10 @@ from ansible.module_utils.etcd_client import (
 
 def probe_client(endpoint, params):
     """(endpoint, leader id hex or None, error or None); never raises."""
-    try:
-        with client_from_params(endpoint, params) as client:
-            status = client.status().data
-    except EtcdError as exc:
-        return endpoint, None, str(exc)
-    return endpoint, id_to_hex(status.get("leader")), None
+    got = probe_member(endpoint, params, members=False)
+    if got["status"] is None:
+        return endpoint, None, got["error"]
+    return endpoint, id_to_hex(got["status"].get("leader")), None
 
 
 def probe_peer(url, timeout):
@@ -301,7 +298,7 @@ def argument_spec():
 
 
 def main():
-    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
+    module = etcd_module(argument_spec())
     result = run_or_fail(
         module,
         lambda: run(module.params, module.check_mode),

@@ -186,7 +186,6 @@ import tempfile
 from binascii import a2b_base64
 from concurrent.futures import ThreadPoolExecutor
 
-from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.etcd_client import (
     ETCD_COMMON_ARGUMENT_SPEC,
     EtcdError,
@@ -194,6 +193,8 @@ from ansible.module_utils.etcd_client import (
     GrpcUnavailable,
     client_from_params,
     decode_value,
+    etcd_module,
+    exit_with,
     id_to_hex,
     kv_value,
     make_ssl_context,
@@ -201,7 +202,6 @@ from ansible.module_utils.etcd_client import (
     parse_range_response,
     prefix_range_end,
     range_request,
-    run_or_fail,
     validate_endpoint,
     watch_history,
 )
@@ -443,9 +443,9 @@ def check_params(params):
             raise EtcdError(f"Directory {directory} for report_path does not exist")
     if any(e.startswith("https") for e in endpoints):
         make_ssl_context(
-            params.get("ca_file"),
-            params.get("cert_file"),
-            params.get("key_file"),
+            params.get("ca_cert"),
+            params.get("client_cert"),
+            params.get("client_key"),
             params.get("validate_certs", True),
         )
     return [e.strip().rstrip("/") for e in endpoints]
@@ -563,14 +563,13 @@ def argument_spec():
 
 
 def main():
-    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
-    result = run_or_fail(
+    module = etcd_module(argument_spec())
+    exit_with(
         module,
         lambda: run(module.params, module.check_mode),
         local_errors=(OSError,),
         local_prefix="Cannot write the report",
     )
-    module.exit_json(**result)
 
 
 if __name__ == "__main__":

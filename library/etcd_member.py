@@ -185,17 +185,18 @@ remove_notes:
 
 import time
 
-from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.etcd_client import (
     ETCD_COMMON_ARGUMENT_SPEC,
     EtcdError,
     client_from_params,
+    etcd_module,
     hex_to_id,
     id_to_hex,
     make_ssl_context,
     normalize_url,
     parallel_map,
     parse_member,
+    probe_member,
     quorum,
     run_or_fail,
     validate_endpoint,
@@ -203,14 +204,11 @@ from ansible.module_utils.etcd_client import (
 
 
 def probe(endpoint, params):
-    """(endpoint, status dict or None, member list or None, error)."""
-    try:
-        with client_from_params(endpoint, params) as client:
-            status = client.status().data
-            members = client.member_list().data
-        return endpoint, status, members, None
-    except EtcdError as exc:
-        return endpoint, None, None, str(exc)
+    """(endpoint, status dict or None, member list or None, error): None for both when either failed."""
+    got = probe_member(endpoint, params, members=True)
+    if got["status"] is None or got["members"] is None:
+        return endpoint, None, None, got["error"]
+    return endpoint, got["status"], got["members"], None
 
 
 def gather(params, need_leader=True):
@@ -327,9 +325,9 @@ def check_params(params):
             raise EtcdError(str(exc).replace("Endpoint", "Peer URL")) from None
     if any(e.startswith("https") for e in params["endpoints"]):
         make_ssl_context(
-            params.get("ca_file"),
-            params.get("cert_file"),
-            params.get("key_file"),
+            params.get("ca_cert"),
+            params.get("client_cert"),
+            params.get("client_key"),
             params.get("validate_certs", True),
         )
 
@@ -685,11 +683,7 @@ def argument_spec():
 
 
 def main():
-    module = AnsibleModule(
-        argument_spec=argument_spec(),
-        supports_check_mode=True,
-        mutually_exclusive=[("name", "id")],
-    )
+    module = etcd_module(argument_spec(), mutually_exclusive=[("name", "id")])
     result = run_or_fail(
         module, lambda: run(module.params, module.check_mode), etcd_message=lambda e: str(with_hint(e))
     )

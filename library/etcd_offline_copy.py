@@ -124,8 +124,7 @@ import signal
 import subprocess
 import time
 
-from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.etcd_client import EtcdClient, EtcdError, free_ports, run_or_fail
+from ansible.module_utils.etcd_client import EtcdClient, EtcdError, etcd_module, exit_with, free_ports
 
 COPY_PREFIX = "copy-"
 
@@ -317,14 +316,13 @@ def argument_spec():
 
 
 def main():
-    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
-    result = run_or_fail(
+    module = etcd_module(argument_spec())
+    exit_with(
         module,
         lambda: run(module.params, module.check_mode),
         local_errors=(OSError,),
         local_prefix="Cannot copy the data dir",
     )
-    module.exit_json(**result)
 
 
 if __name__ == "__main__":

@@ -217,17 +217,17 @@ import json
 import os
 import tempfile
 
-from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.etcd_client import (
     ETCD_COMMON_ARGUMENT_SPEC,
     EtcdError,
     b64,
     client_from_params,
     decode_value,
+    etcd_module,
+    exit_with,
     id_to_hex,
     parse_kv,
     prefix_range_end,
-    run_or_fail,
     unb64,
     watch_history,
 )
@@ -864,14 +864,13 @@ def run(params, check_mode):
 
 
 def main():
-    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
-    result = run_or_fail(
+    module = etcd_module(argument_spec())
+    exit_with(
         module,
         lambda: run(module.params, module.check_mode),
         local_errors=(OSError, ValueError, KeyError),
         local_prefix=f"etcd_reconcile {module.params['operation']}",
     )
-    module.exit_json(**result)
 
 
 if __name__ == "__main__":

@@ -220,12 +220,12 @@ import os
 import shutil
 import tempfile
 
-from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.etcd_client import (
     ETCD_COMMON_ARGUMENT_SPEC,
     SNAPSHOT_HASH_SIZE,
     EtcdError,
     client_from_params,
+    etcd_module,
     run_or_fail,
     validate_endpoint,
 )
@@ -593,9 +593,8 @@ def run(params, check_mode, runner, which):
 
 
 def main():
-    module = AnsibleModule(
-        argument_spec=argument_spec(),
-        supports_check_mode=True,
+    module = etcd_module(
+        argument_spec(),
         required_if=[
             ("operation", "save", ["endpoints"]),
             ("operation", "restore", ["data_dir", "name", "initial_cluster", "peer_urls"]),

@@ -36,14 +36,20 @@ import traceback
 from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import urlsplit
 
+from ansible.module_utils.basic import AnsibleModule
+
 # Shared Ansible argument spec for the connection / TLS options of every etcd_* module.
 ETCD_COMMON_ARGUMENT_SPEC = {
     "timeout": {"type": "float", "default": 5.0},
-    "ca_file": {"type": "path"},
-    "cert_file": {"type": "path"},
-    "key_file": {"type": "path", "no_log": False},
+    # Named as in the collections (community.general etcd3, kubernetes.core); the earlier names are aliases.
+    "ca_cert": {"type": "path", "aliases": ["ca_file"]},
+    "client_cert": {"type": "path", "aliases": ["cert_file"]},
+    "client_key": {"type": "path", "aliases": ["key_file"], "no_log": False},
     "validate_certs": {"type": "bool", "default": True},
 }
+
+# Passed to AnsibleModule with the spec above: a client certificate needs its key.
+ETCD_COMMON_REQUIRED_TOGETHER = [("client_cert", "client_key")]
 
 # Their documentation: plugins/doc_fragments/etcd_connection.py (extends_documentation_fragment).
 
@@ -161,8 +167,6 @@ def check_tls_files(ca_file=None, cert_file=None, key_file=None):
             raise EtcdError(f"The {label} '{path}' does not exist or is not a file", kind="file")
         if not os.access(path, os.R_OK):
             raise EtcdError(f"The {label} '{path}' is not readable", kind="file")
-    if bool(cert_file) != bool(key_file):
-        raise EtcdError("cert_file and key_file must be given together", kind="file")
 
 
 def make_ssl_context(ca_file=None, cert_file=None, key_file=None, validate_certs=True):
@@ -288,7 +292,7 @@ class EtcdClient:
                 )
             reason = exc.reason or str(exc)
             if "CERTIFICATE_REQUIRED" in str(exc).upper():
-                reason = "the member requires a client certificate (give cert_file and key_file)"
+                reason = "the member requires a client certificate (give client_cert and client_key)"
             elif "UNKNOWN_CA" in str(exc).upper() or "BAD_CERTIFICATE" in str(exc).upper():
                 reason = f"the member rejected the client certificate ({exc.reason})"
             if "UNEXPECTED_EOF" in str(exc).upper() or "EOF OCCURRED" in str(exc).upper():
@@ -1079,11 +1083,49 @@ def client_from_params(endpoint, params):
     return EtcdClient(
         endpoint,
         timeout=params.get("timeout") or 5.0,
-        ca_file=params.get("ca_file"),
-        cert_file=params.get("cert_file"),
-        key_file=params.get("key_file"),
+        ca_file=params.get("ca_cert"),
+        cert_file=params.get("client_cert"),
+        key_file=params.get("client_key"),
         validate_certs=params.get("validate_certs", True),
     )
+
+
+def probe_member(endpoint, params, members=True, alarms=False):
+    """One member's status and, on request, its member list and alarms, over one client; never raises.
+
+    The one way the modules ask a member about itself (etcd_endpoint_status, etcd_consistency, etcd_member,
+    etcd_force_guard). Returns a dict: endpoint; status (the raw /v3/maintenance/status reply, or None when
+    the member did not answer); clock_offset (from the reply's Date header); members (the raw member list
+    reply, or None); alarms (the raw alarm list reply, or None); error (why the status or the member list
+    failed, or None); alarms_error. Alarms are asked only of a member that follows a leader: an alarm GET
+    goes through Raft, and on a member without a leader it hangs until the timeout.
+    """
+    out = {
+        "endpoint": endpoint,
+        "status": None,
+        "clock_offset": None,
+        "members": None,
+        "alarms": None,
+        "error": None,
+        "alarms_error": None,
+    }
+    try:
+        with client_from_params(endpoint, params) as client:
+            reply = client.status()
+            out["status"], out["clock_offset"] = reply.data, reply.clock_offset
+            if members:
+                try:
+                    out["members"] = client.member_list().data
+                except EtcdError as exc:
+                    out["error"] = f"member list failed: {exc}"
+            if alarms and out["status"].get("leader", "0") not in ("0", 0, None):
+                try:
+                    out["alarms"] = client.alarms().data
+                except EtcdError as exc:
+                    out["alarms_error"] = str(exc)
+    except EtcdError as exc:
+        out["error"] = str(exc)
+    return out
 
 
 def parallel_map(func, items, max_workers=16):
@@ -1142,6 +1184,22 @@ def run_or_fail(module, action, local_errors=(), local_prefix="", etcd_message=s
             changed=False,
             exception=traceback.format_exc(),
         )
+
+
+def etcd_module(argument_spec, **kwargs):
+    """The AnsibleModule of one of the lab's modules: check mode supported, and the connection options' rule
+    (a client certificate needs its key) when its spec has them."""
+    together = list(kwargs.pop("required_together", []))
+    if "client_cert" in argument_spec:
+        together += ETCD_COMMON_REQUIRED_TOGETHER
+    return AnsibleModule(
+        argument_spec=argument_spec, supports_check_mode=True, required_together=together or None, **kwargs
+    )
+
+
+def exit_with(module, action, **kwargs):
+    """main()'s last step: run action (run_or_fail's arguments in kwargs) and exit with its result."""
+    module.exit_json(**run_or_fail(module, action, **kwargs))
 
 
 def fixed_revision(revisions):

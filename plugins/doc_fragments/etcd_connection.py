@@ -13,20 +13,23 @@ options:
       - Seconds to wait for each HTTP request to an endpoint (connect and each read).
     type: float
     default: 5.0
-  ca_file:
+  ca_cert:
     description:
       - PEM file of the CA that signed the members' server certificates (https endpoints).
       - When omitted, the system trust store is used.
     type: path
-  cert_file:
+    aliases: [ca_file]
+  client_cert:
     description:
       - PEM client certificate, for members started with C(--client-cert-auth).
-      - Requires O(key_file).
+      - Requires O(client_key).
     type: path
-  key_file:
+    aliases: [cert_file]
+  client_key:
     description:
-      - PEM private key of O(cert_file).
+      - PEM private key of O(client_cert).
     type: path
+    aliases: [key_file]
   validate_certs:
     description:
       - Verify the members' server certificates and host names. Turn off only in a lab.

@@ -124,9 +124,9 @@ def test_snapshot_from_non_etcd_fails_and_writes_nothing(http_server, tmp_path):
 def test_tls_with_the_right_ca_and_client_cert(tls_cluster, tls_files):  # noqa: F811
     result = probe(
         tls_cluster.endpoints[0],
-        ca_file=tls_files.ca,
-        cert_file=tls_files.client_cert,
-        key_file=tls_files.client_key,
+        ca_cert=tls_files.ca,
+        client_cert=tls_files.client_cert,
+        client_key=tls_files.client_key,
     )
     (endpoint,) = result["endpoints"]
     assert endpoint["reachable"] is True and endpoint["name"] == "etcd-0", endpoint["error"]
@@ -135,7 +135,7 @@ def test_tls_with_the_right_ca_and_client_cert(tls_cluster, tls_files):  # noqa:
 
 @pytest.mark.parametrize("transport", ["grpc", "gateway"])
 def test_tls_snapshot_save(tls_cluster, tls_files, tmp_path, transport):  # noqa: F811
-    tls = {"ca_file": tls_files.ca, "cert_file": tls_files.client_cert, "key_file": tls_files.client_key}
+    tls = {"ca_cert": tls_files.ca, "client_cert": tls_files.client_cert, "client_key": tls_files.client_key}
     target = tmp_path / "tls.db"
     args = {
         "operation": "save",
@@ -147,7 +147,7 @@ def test_tls_snapshot_save(tls_cluster, tls_files, tmp_path, transport):  # noqa
     assert result.get("failed") is not True, result.get("msg")
     assert result["transport"] == transport and result["has_hash"] and target.exists()
     # Without the client certificate: a clear failure and no file.
-    bad = run_module(etcd_snapshot, {**args, "path": str(tmp_path / "no.db"), "ca_file": tls_files.ca})
+    bad = run_module(etcd_snapshot, {**args, "path": str(tmp_path / "no.db"), "ca_cert": tls_files.ca})
     assert bad["failed"] and tls_cluster.endpoints[0] in bad["msg"]
     assert not (tmp_path / "no.db").exists()
 
@@ -160,6 +160,7 @@ def tls_error(tls_cluster, **tls):
 
 
 def test_tls_wrong_ca(tls_cluster, tls_files):  # noqa: F811
+    # The options' earlier names (ca_file, cert_file, key_file) are aliases: they still work.
     msg = tls_error(
         tls_cluster,
         ca_file=tls_files.other_ca,
@@ -185,27 +186,34 @@ def test_tls_without_client_certificate(tls_cluster, tls_files):  # noqa: F811
 def test_tls_key_does_not_match_certificate(tls_cluster, tls_files):  # noqa: F811
     result = probe(
         tls_cluster.endpoints[0],
-        ca_file=tls_files.ca,
-        cert_file=tls_files.client_cert,
-        key_file=tls_files.server_key,
+        ca_cert=tls_files.ca,
+        client_cert=tls_files.client_cert,
+        client_key=tls_files.server_key,
     )
     assert result["failed"] and "the key does not match the certificate" in result["msg"]
 
 
-@pytest.mark.parametrize("missing", ["ca_file", "cert_file", "key_file"])
+@pytest.mark.parametrize("missing", ["ca_cert", "client_cert", "client_key"])
 def test_tls_missing_files(tls_cluster, tls_files, missing):  # noqa: F811
-    tls = {"ca_file": tls_files.ca, "cert_file": tls_files.client_cert, "key_file": tls_files.client_key}
+    tls = {"ca_cert": tls_files.ca, "client_cert": tls_files.client_cert, "client_key": tls_files.client_key}
     tls[missing] = "/nonexistent/file.pem"
     result = probe(tls_cluster.endpoints[0], **tls)
     assert result["failed"] and "'/nonexistent/file.pem' does not exist" in result["msg"]
+
+
+@pytest.mark.parametrize("given", [{"client_cert": "/c.pem"}, {"key_file": "/k.pem"}])
+def test_a_client_certificate_needs_its_key(given):
+    """required_together in the argument spec: refused before any connection, naming both options."""
+    result = probe("https://127.0.0.1:1", **given)
+    assert result["failed"] and "parameters are required together: client_cert, client_key" in result["msg"]
 
 
 def test_tls_validate_certs_false_skips_verification(tls_cluster, tls_files):  # noqa: F811
     result = probe(
         tls_cluster.endpoints[0],
         validate_certs=False,
-        cert_file=tls_files.client_cert,
-        key_file=tls_files.client_key,
+        client_cert=tls_files.client_cert,
+        client_key=tls_files.client_key,
     )
     assert result["endpoints"][0]["reachable"] is True
 
@@ -220,7 +228,7 @@ def test_http_url_against_tls_member(tls_cluster):
 
 def test_https_url_against_plain_member(plain_cluster, tls_files):  # noqa: F811
     url = plain_cluster.endpoints[0].replace("http://", "https://")
-    (endpoint,) = probe(url, ca_file=tls_files.ca)["endpoints"]
+    (endpoint,) = probe(url, ca_cert=tls_files.ca)["endpoints"]
     assert endpoint["reachable"] is False
     # etcd answers a TLS ClientHello on a plain port either with bytes the handshake rejects or by closing
     # the connection (both seen on 3.4.23, depending on timing): either way the hint names the fix.

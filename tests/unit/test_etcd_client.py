@@ -138,10 +138,6 @@ def test_quorum(voters, q):
 def test_tls_file_checks(tmp_path):
     with pytest.raises(ec.EtcdError, match="CA file '/nope' does not exist"):
         ec.make_ssl_context(ca_file="/nope")
-    cert = tmp_path / "c.pem"
-    cert.write_text("x")
-    with pytest.raises(ec.EtcdError, match="given together"):
-        ec.check_tls_files(cert_file=str(cert))
     bad_ca = tmp_path / "ca.pem"
     bad_ca.write_text("not a certificate")
     with pytest.raises(ec.EtcdError, match="not a valid PEM certificate"):
@@ -169,7 +165,13 @@ def test_error_reply_mapping():
 
 def test_common_argument_spec_shape():
     spec = ec.ETCD_COMMON_ARGUMENT_SPEC
-    assert set(spec) == {"timeout", "ca_file", "cert_file", "key_file", "validate_certs"}
+    assert set(spec) == {"timeout", "ca_cert", "client_cert", "client_key", "validate_certs"}
+    assert [spec[o]["aliases"] for o in ("ca_cert", "client_cert", "client_key")] == [
+        ["ca_file"],
+        ["cert_file"],
+        ["key_file"],
+    ]
+    assert ec.ETCD_COMMON_REQUIRED_TOGETHER == [("client_cert", "client_key")]
     assert spec["validate_certs"]["default"] is True
     assert spec["timeout"]["type"] == "float"
 

@@ -123,7 +123,7 @@ BAD_ARGS = [
     ({"endpoints": ["http://:2379"]}, "has no host"),
     ({"endpoints": ["http://127.0.0.1:2379/v3"]}, "without a path"),
     (
-        {"endpoints": ["https://127.0.0.1:2379"], "ca_file": "/nonexistent/ca.pem"},
+        {"endpoints": ["https://127.0.0.1:2379"], "ca_cert": "/nonexistent/ca.pem"},
         "CA file '/nonexistent/ca.pem'",
     ),
     ({"endpoints": ["http://127.0.0.1:2379"], "timeout": 0}, "timeout must be a positive"),

@@ -52,9 +52,9 @@ def params(tmp_path, **kw):
         "reason": "",
         "log_path": str(tmp_path / "guard.log"),
         "timeout": 0.5,
-        "ca_file": None,
-        "cert_file": None,
-        "key_file": None,
+        "ca_cert": None,
+        "client_cert": None,
+        "client_key": None,
         "validate_certs": True,
     }
     base.update(kw)

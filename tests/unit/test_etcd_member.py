@@ -81,9 +81,9 @@ def base(**kw):
         "learner": False,
         "force": False,
         "timeout": 1.0,
-        "ca_file": None,
-        "cert_file": None,
-        "key_file": None,
+        "ca_cert": None,
+        "client_cert": None,
+        "client_key": None,
         "validate_certs": True,
     }
     params.update(kw)
@@ -104,7 +104,7 @@ def base(**kw):
         (base(state="absent"), "needs name or id"),
         (base(state="promoted", id="xyz"), "not a hexadecimal etcd id"),
         (
-            base(endpoints=["https://127.0.0.1:2379"], cert_file="/nope.pem", key_file="/nope.key"),
+            base(endpoints=["https://127.0.0.1:2379"], client_cert="/nope.pem", client_key="/nope.key"),
             "does not exist",
         ),
     ],

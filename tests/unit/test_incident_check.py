@@ -356,5 +356,7 @@ def test_a_member_add_that_timed_out_but_was_applied_is_not_tried_again(monkeypa
     err, initial = incidents.add_fork(lab, "etcd-0", "etcd-2")
     assert err == "" and lab.adds == 1
     assert sorted(initial.split(",")) == [
-        "etcd-0=http://10.0.0.1:2380", "etcd-1=http://10.0.0.2:2380", "etcd-2=http://10.0.0.3:2380"
+        "etcd-0=http://10.0.0.1:2380",
+        "etcd-1=http://10.0.0.2:2380",
+        "etcd-2=http://10.0.0.3:2380",
     ]

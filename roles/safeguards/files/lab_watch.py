@@ -87,9 +87,9 @@ def write_atomic(path: Path, text: str) -> None:
 def probe_params(args: argparse.Namespace) -> dict:
     return {
         "timeout": args.timeout,
-        "ca_file": None,
-        "cert_file": None,
-        "key_file": None,
+        "ca_cert": None,
+        "client_cert": None,
+        "client_key": None,
         "validate_certs": True,
     }
 
