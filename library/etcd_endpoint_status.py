@@ -66,6 +66,14 @@ options:
         many seconds. Keep it at 2 or more, since the C(Date) header has 1 s resolution.
     type: float
     default: 2.0
+  leader_wait:
+    description:
+      - When no view is authoritative while some member answers without a leader (an election in progress,
+        as on a loaded host right after a membership change), ask every member again every half second for
+        up to this many seconds, until a view is authoritative or no answering member is without a leader.
+      - 0 asks once. RV(leader_wait_s) says how long it waited.
+    type: float
+    default: 0
 extends_documentation_fragment:
   - etcd_connection
 attributes:
@@ -193,6 +201,10 @@ leaderless_members:
   returned: always
   type: list
   elements: str
+leader_wait_s:
+  description: Seconds spent asking again for a leader (see O(leader_wait)); 0 when the first answers did.
+  returned: always
+  type: float
 unreachable_endpoints:
   description:
     - Endpoints (named when another member knows them) that could not be queried, with the error.
@@ -217,6 +229,8 @@ report:
   elements: str
 """
 
+
+import time
 
 from ansible.module_utils.etcd_client import (
     ETCD_COMMON_ARGUMENT_SPEC,
@@ -736,6 +750,7 @@ def argument_spec():
         "expected_members": {"type": "list", "elements": "str"},
         "member_peer_urls": {"type": "dict"},
         "clock_skew_threshold": {"type": "float", "default": 2.0},
+        "leader_wait": {"type": "float", "default": 0.0},
     }
     spec.update(ETCD_COMMON_ARGUMENT_SPEC)
     return spec
@@ -769,14 +784,24 @@ def check_params(params):
 def run(params):
     """Everything main() does, without AnsibleModule: returns the result dict or raises EtcdError."""
     endpoints = check_params(params)
-    results = parallel_map(lambda e: probe_endpoint(e, params), endpoints)
-    diagnosis = diagnose(
-        results,
-        params.get("expected_members"),
-        params.get("clock_skew_threshold", 2.0),
-        params.get("member_peer_urls"),
-    )
-    out = {"changed": False, "endpoints": results}
+    start = time.monotonic()
+    deadline = start + float(params.get("leader_wait") or 0)
+    waits = 0
+    while True:  # bounded by the deadline
+        results = parallel_map(lambda e: probe_endpoint(e, params), endpoints)
+        diagnosis = diagnose(
+            results,
+            params.get("expected_members"),
+            params.get("clock_skew_threshold", 2.0),
+            params.get("member_peer_urls"),
+        )
+        electing = diagnosis["authoritative_view"] is None and diagnosis["leaderless_members"]
+        if not electing or time.monotonic() + 0.5 > deadline:
+            break
+        time.sleep(0.5)
+        waits += 1
+    waited = round(time.monotonic() - start, 1) if waits else 0.0
+    out = {"changed": False, "endpoints": results, "leader_wait_s": waited}
     out.update(diagnosis)
     out["report"] = format_report(results, diagnosis)
     return out

@@ -166,3 +166,41 @@ def test_a_forced_member_is_never_authoritative_even_when_alone_with_a_quorum_of
     diag = mod.diagnose(results, ["etcd-0", "etcd-1", "etcd-2"])
     assert diag["authoritative_view"] is None
     assert diag["forked_members"] == ["etcd-2"]
+
+
+def _asked(monkeypatch, phases):
+    """probe_endpoint answers from the recorded phases in turn (the last one again and again)."""
+    calls = {"rounds": 0}
+    by_endpoint = [{r["endpoint"]: r for r in results_from_recording("3.5", phase)} for phase in phases]
+
+    def probe(endpoint, params):
+        answers = by_endpoint[min(calls["rounds"], len(by_endpoint) - 1)]
+        return answers.get(endpoint) or mod.empty_result(endpoint)
+
+    def run_once(func, items, max_workers=16):
+        out = [func(e) for e in items]
+        calls["rounds"] += 1
+        return out
+
+    monkeypatch.setattr(mod, "probe_endpoint", probe)
+    monkeypatch.setattr(mod, "parallel_map", run_once)
+    endpoints = [r["endpoint"] for r in results_from_recording("3.5", "healthy")]
+    return calls, endpoints
+
+
+@pytest.mark.parametrize("wait", [0, 5])
+def test_leader_wait_asks_again_while_a_member_has_no_leader(monkeypatch, wait):
+    """An election in progress (a member answers without a leader) is not taken for a lost quorum when
+    leader_wait allows a few seconds: the module asks again until a view is authoritative."""
+    calls, endpoints = _asked(monkeypatch, ["leaderless", "leaderless", "healthy"])
+    out = mod.run({"endpoints": endpoints, "leader_wait": wait, "timeout": 1})
+    if wait:
+        assert out["authoritative_view"] is not None and calls["rounds"] == 3 and out["leader_wait_s"] >= 0.9
+    else:
+        assert out["authoritative_view"] is None and calls["rounds"] == 1 and out["leader_wait_s"] == 0
+
+
+def test_leader_wait_is_bounded(monkeypatch):
+    calls, endpoints = _asked(monkeypatch, ["leaderless"])
+    out = mod.run({"endpoints": endpoints, "leader_wait": 1.2, "timeout": 1})
+    assert out["authoritative_view"] is None and 2 <= calls["rounds"] <= 4 and out["leader_wait_s"] < 3
