@@ -32,7 +32,9 @@ ANSIBLE_PLAYBOOK = ROOT / ".venv" / "bin" / "ansible-playbook"
 DEFAULTS = yaml.safe_load((ROLE / "defaults" / "main.yml").read_text())
 ROLE_VARS = yaml.safe_load((ROLE / "vars" / "main.yml").read_text())
 K8S_VERSION = DEFAULTS["kind_cluster_kubernetes_version"]
-NAMESPACE = DEFAULTS["kind_cluster_namespace"]
+# The kind platform's settings are declared once, in the inventory's group_vars (the roles default to them).
+KIND_VARS = yaml.safe_load((ROOT / "inventory" / "local" / "group_vars" / "all" / "kind.yml").read_text())
+NAMESPACE = KIND_VARS["lab_kind_namespace"]
 CLIENT_PORT = DEFAULTS["kind_cluster_client_port"]
 PEER_PORT = DEFAULTS["kind_cluster_peer_port"]
 PORT_BASE = DEFAULTS["kind_cluster_client_node_port_base"]

@@ -144,7 +144,9 @@ def test_snapshot_cronjob_saves_from_a_ready_member_and_rotates(rendered):
     assert cron["spec"]["concurrencyPolicy"] == "Forbid"
     pod = cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]
     (save,) = pod["initContainers"]
-    ns = DEFAULTS["kind_cluster_namespace"]
+    ns = yaml.safe_load((ROLE.parents[1] / "inventory/local/group_vars/all/kind.yml").read_text())[
+        "lab_kind_namespace"
+    ]
     endpoint = f"--endpoints=http://{service['metadata']['name']}.{ns}.svc.cluster.local:{DEFAULTS['kind_cluster_client_port']}"
     assert save["command"][:2] == ["/usr/local/bin/etcdctl", endpoint]
     assert save["command"][-3:] == ["snapshot", "save", "/snapshots/incoming.db"]

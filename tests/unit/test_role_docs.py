@@ -68,3 +68,13 @@ def test_the_check_can_fail(tmp_path):
     (role / "defaults" / "main.yml").write_text("r_size: 3\n")
     (role / "README.md").write_text("```yaml\nr_size: 5\n```\n")
     assert readme_yaml_blocks(role)["r_size"] != defaults(role)["r_size"]
+
+
+def test_the_kind_platform_settings_are_declared_once():
+    """The etcd image, the kubeconfig context and the namespace of the kind platform are written in one
+    place (the inventory's group_vars); the roles' defaults refer to it."""
+    files = [*ROOT.glob("roles/*/defaults/main.yml"), *ROOT.glob("roles/*/meta/argument_specs.yml")]
+    kind_vars = ROOT / "inventory" / "local" / "group_vars" / "all" / "kind.yml"
+    for needle in ("gcr.io/etcd-development/etcd:", "kube-system\n", "kind-{{ lab_plan.name"):
+        holders = [p for p in [*files, kind_vars] if needle in p.read_text().replace('"', "")]
+        assert holders == [kind_vars], (needle, holders)
