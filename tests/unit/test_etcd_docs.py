@@ -64,3 +64,20 @@ def test_shared_options_come_from_the_fragment(name):
         return
     assert doc["extends_documentation_fragment"] == ["etcd_connection"]
     assert not set(doc["options"]) & set(SHARED), f"{name} repeats shared options instead of the fragment"
+
+
+REFERENCE = (Path(__file__).resolve().parents[2] / "docs" / "modules.md").read_text()
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_the_reference_lists_every_module(name):
+    """docs/modules.md names every etcd_* module in its table and in its ansible-doc commands."""
+    assert f"| `{name}` |" in REFERENCE
+    assert f"ansible-doc -M library {name}\n" in REFERENCE
+
+
+def test_the_reference_names_the_shared_options_as_the_spec_does():
+    for option, spec in ETCD_COMMON_ARGUMENT_SPEC.items():
+        assert f"`{option}`" in REFERENCE, option
+        for alias in spec.get("aliases", []):
+            assert f"`{alias}`" in REFERENCE and "aliases" in REFERENCE, alias
