@@ -316,7 +316,7 @@ def test_a_member_manifest_renders_for_the_member_asked(tmp_path):
 
 
 OVERRIDE_CASES = {
-    # case: (etcd_cluster_state, etcd_member_extra_args, etcd_initial_cluster_state, expected merged keys)
+    # case: (etcd_member_state, etcd_member_extra_args, etcd_initial_cluster_state, expected merged keys)
     "forced": ("started", ["--force-new-cluster"], "new", {"force-new-cluster": "true"}),
     "plain": ("started", [], "new", {}),
     "held": ("stopped", [], "new", None),
@@ -344,7 +344,7 @@ def test_member_overrides_reach_the_members_etcd_config(tmp_path):
                 "name": f"Test | Override {case}",
                 "ansible.builtin.include_role": {"name": "etcd", "tasks_from": "override_kind"},
                 "vars": {
-                    "etcd_cluster_state": state,
+                    "etcd_member_state": state,
                     "etcd_member_extra_args": args,
                     "etcd_initial_cluster_state": ics,
                     "etcd_initial_cluster": ic,
