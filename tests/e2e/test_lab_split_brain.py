@@ -74,6 +74,13 @@ def assert_split_brain(members: int, version_prefix: str) -> None:
     assert fork_view.members == {forced["name"]}
     assert majority_leaders[0].members == set(by_name)
 
+    # Hint 4: the README's grep of the logs finds on the forced member the lines the README names.
+    pattern = re.search(r'\./lab logs etcd-2 \| grep -E "([^"]+)"', (ROOT / "README.md").read_text())[1]
+    found = [line for line in (STATE / "nodes" / forced["name"] / "etcd.log").read_text().splitlines()
+             if re.search(pattern, line)]  # fmt: skip
+    for named in ("starting a new election at term", "forcing restart", "TCP streaming connection"):
+        assert any(named in line for line in found), (named, pattern)
+
     # At least one key holds different values on the two sides.
     fork_keys = read_keys(bin_dir, forced["client_url"], "/lab/")
     majority_keys = read_keys(bin_dir, majority[0]["client_url"], "/lab/")
