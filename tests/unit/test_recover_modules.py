@@ -609,3 +609,33 @@ def test_audit_a_member_added_again_answers_in_the_main_history(tmp_path, monkey
     (tmp_path / "etcd-x.jsonl").write_text("".join(json.dumps(e) + "\n" for e in ledger))
     check, counts, missing = etcd_consistency.audit(params, main)
     assert not check["ok"] and [m["key"] for m in missing] == ["/s"]
+
+
+def test_writes_of_the_forced_members_writer_after_the_read_are_not_judged(tmp_path, monkeypatch):
+    """Seen in the safeguards molecule scenario (a lab that was never split, writers running): the forced
+    member's endpoint counts as a fork, whose fork point is a guess, so its writes acknowledged after the
+    cluster was read fell into the fork's history and looked missing (10 of them). Anything acknowledged
+    after the read is counted apart; what came before it is still judged."""
+    main, fork = "http://10.0.0.1:2379", "http://10.0.0.3:2379"
+    ledger = [
+        {"endpoint": fork, "member_id": "c", "op": "put", "key": "/w/f/1", "value": "f#1", "revision": 5,
+         "time": "2026-12-06T09:26:30.000+00:00"},
+        {"endpoint": fork, "member_id": "c", "op": "put", "key": "/w/f/2", "value": "f#2", "revision": 7,
+         "time": "2026-12-06T09:26:31.000+00:00"},
+        {"endpoint": fork, "member_id": "c", "op": "put", "key": "/w/f/3", "value": "f#3", "revision": 9,
+         "time": "2026-12-06T09:26:33.000+00:00"},
+    ]  # fmt: skip
+    (tmp_path / "etcd-2.jsonl").write_text("".join(json.dumps(e) + "\n" for e in ledger))
+    cluster = etcd_consistency.ClusterKeys({"/w/f/1": ("f#1", 5)})
+    cluster.revision, cluster.read_at = 8, "2026-12-06T09:26:32.000+00:00"
+    monkeypatch.setattr(etcd_consistency, "read_cluster", lambda params, endpoint: cluster)
+    monkeypatch.setattr(etcd_consistency, "LEDGER_SETTLE", 0)
+    params = {
+        "ledger_dir": str(tmp_path),
+        "quarantine_prefix": "/recovery/quarantine/",
+        "report_path": None,
+        "forked_endpoints": [fork],
+    }
+    check, counts, missing = etcd_consistency.audit(params, main)
+    # f#3 came after the read: not judged. f#2 came before it and is not in the cluster: missing.
+    assert counts["after_read"] == 1 and [m["value"] for m in missing] == ["f#2"] and not check["ok"]
