@@ -66,6 +66,14 @@ options:
         many seconds. Keep it at 2 or more, since the C(Date) header has 1 s resolution.
     type: float
     default: 2.0
+  explain:
+    description:
+      - When true, RV(report) groups the members by the view they report, marks the authoritative one and
+        ends with the findings (the diagnosis in words).
+      - When false, RV(report) is what each member says and nothing more, one row each with the members it
+        lists, the raw material of an investigation. The diagnosis stays in the other return values.
+    type: bool
+    default: true
   leader_wait:
     description:
       - When no view is authoritative while some member answers without a leader (an election in progress,
@@ -698,29 +706,48 @@ def _table(header, rows):
     return out
 
 
-def format_report(results, diagnosis):
-    """Preformatted lines: one table per view, unreachable endpoints, then the findings."""
-    lines = []
-    header = ["MEMBER", "ID", "LEADER", "TERM", "RAFT INDEX", "REVISION", "DB SIZE", "CLOCK", "ERROR"]
-    by_label = {_label(r): r for r in results}
+REPORT_HEADER = ["MEMBER", "ID", "LEADER", "TERM", "RAFT INDEX", "REVISION", "DB SIZE", "CLOCK", "ERROR"]
 
-    def row(r):
-        leader = "-"
-        if r["reachable"]:
-            leader = "self" if r["is_leader"] else (r["leader_name"] or r["leader"] or "none")
-        offset = "-" if r["clock_offset"] is None else f"{r['clock_offset']:+.1f}s"
-        error = r["error"] or "; ".join(r["status_errors"]) or ""
-        return [
-            _label(r) + (" (learner)" if r["is_learner"] else ""),
-            r["member_id"] or "-",
-            leader,
-            "-" if r["raft_term"] is None else r["raft_term"],
-            "-" if r["raft_index"] is None else r["raft_index"],
-            "-" if r["revision"] is None else r["revision"],
-            _size(r["db_size"]),
-            offset,
-            error,
-        ]
+
+def _row(r):
+    """One member's answers, as the report's table shows them (REPORT_HEADER's columns)."""
+    leader = "-"
+    if r["reachable"]:
+        leader = "self" if r["is_leader"] else (r["leader_name"] or r["leader"] or "none")
+    offset = "-" if r["clock_offset"] is None else f"{r['clock_offset']:+.1f}s"
+    error = r["error"] or "; ".join(r["status_errors"]) or ""
+    return [
+        _label(r) + (" (learner)" if r["is_learner"] else ""),
+        r["member_id"] or "-",
+        leader,
+        "-" if r["raft_term"] is None else r["raft_term"],
+        "-" if r["raft_index"] is None else r["raft_index"],
+        "-" if r["revision"] is None else r["revision"],
+        _size(r["db_size"]),
+        offset,
+        error,
+    ]
+
+
+def raw_report(results):
+    """What each member says and nothing more: one row each, with the members it lists; no diagnosis."""
+    rows = []
+    for r in results:
+        cells = _row(r)
+        members = _fmt_list(_names(r["members"])) if r["reachable"] and r["members"] else "-"
+        rows.append([*cells[:-1], members, cells[-1]])
+    return _table([*REPORT_HEADER[:-1], "MEMBERS IT LISTS", REPORT_HEADER[-1]], rows)
+
+
+def format_report(results, diagnosis, explain=True):
+    """Preformatted lines: one table per view, unreachable endpoints, then the findings; without explain,
+    raw_report's table."""
+    if not explain:
+        return raw_report(results)
+    lines = []
+    header = REPORT_HEADER
+    by_label = {_label(r): r for r in results}
+    row = _row
 
     for i, view in enumerate(diagnosis["views"]):
         tag = " [authoritative]" if view["authoritative"] else ""
@@ -751,6 +778,7 @@ def argument_spec():
         "member_peer_urls": {"type": "dict"},
         "clock_skew_threshold": {"type": "float", "default": 2.0},
         "leader_wait": {"type": "float", "default": 0.0},
+        "explain": {"type": "bool", "default": True},
     }
     spec.update(ETCD_COMMON_ARGUMENT_SPEC)
     return spec
@@ -803,7 +831,7 @@ def run(params):
     waited = round(time.monotonic() - start, 1) if waits else 0.0
     out = {"changed": False, "endpoints": results, "leader_wait_s": waited}
     out.update(diagnosis)
-    out["report"] = format_report(results, diagnosis)
+    out["report"] = format_report(results, diagnosis, params.get("explain", True))
     return out
 
 

@@ -80,7 +80,7 @@ def test_hint_8_by_hand_stopped_halfway_then_recover(clean_host):
             added = listed
     assert added.returncode == 0, added.stderr
 
-    status = run(["./lab", "status"], timeout=120)
+    status = run(["./lab", "status", "--explain"], timeout=120)
     assert status.returncode == 0, out(status)
     assert f"a member {forced} was added back" in status.stdout and "has not started" in status.stdout
     for name in lab["majority"]:

