@@ -17,7 +17,7 @@ description:
   - An C(ansible.builtin.assert) that passes shows its C(success_msg) the same way (a verdict such as
     recover.yml's C(Recovered - one cluster, one leader ...)); one without a C(success_msg) stays quiet.
   - An C(include_tasks) or C(include_role) banner (a stage, such as recover.yml's C(Step 5 | ...)) shows only
-    once a task inside it shows, just before that task's banner.
+    once a task inside it shows, just before that task's banner; of nested includes only the outermost.
   - A task that changed something and has nothing else to say takes one line, C(changed [host] <task name>),
     with the labels of a loop's changed items. A failure shows its banner and its result (no code excerpt of
     the failing task; -v shows it); the lab_timing callback ends the run with its one-line C(ERROR) message.
@@ -80,18 +80,22 @@ class CallbackModule(DefaultCallback):
     def __init__(self) -> None:
         super().__init__()
         self._pending: list[tuple[str, str]] = []  # (uuid, banner name) of includes not shown yet
+        self._shown_stages: set[str] = set()  # uuids of the includes whose banner was shown
         self._changed_items: dict[tuple[str, str], list[str]] = {}  # (task uuid, host): labels
 
     def _quiet(self) -> bool:
         return not self.get_option("display_ok_hosts") and self._display.verbosity == 0
 
     def _show_stages(self, task: Any) -> None:
-        """The banners of the includes (stages) that task sits in and that were not shown yet."""
+        """The banner of the outermost include (the stage) that task sits in, when not shown yet: an include
+        inside a stage (a platform's file, a loop over members) adds nothing that the task's own name and
+        its changed line do not say."""
         if self._pending:
             inside = ancestor_uuids(task)
-            for uuid, name in self._pending:
-                if uuid in inside:
+            if not inside & self._shown_stages:
+                for uuid, name in [p for p in self._pending if p[0] in inside][:1]:
                     self._display.banner(f"TASK [{name}]")
+                    self._shown_stages.add(uuid)
             self._pending = []
 
     def _print_task_banner(self, task: Any) -> None:

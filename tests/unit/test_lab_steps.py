@@ -61,7 +61,9 @@ PLAYBOOK = """
 STAGES = {
     "quiet.yml": "- name: Quiet | Read\n  ansible.builtin.stat:\n    path: /\n",
     "explains.yml": "- name: Explains | Read\n  ansible.builtin.stat:\n    path: /\n"
-    "- name: Explains | Say\n  ansible.builtin.debug:\n    msg: inside stage 2\n",
+    "- name: Explains | Say\n  ansible.builtin.debug:\n    msg: inside stage 2\n"
+    "- name: Explains | On this platform (a nested include)\n  ansible.builtin.include_tasks: nested.yml\n",
+    "nested.yml": "- name: Nested | Change\n  ansible.builtin.command: 'true'\n  changed_when: true\n",
 }
 
 
@@ -127,6 +129,8 @@ def test_the_learner_reads_sentences_and_what_changed(tmp_path):
         i for i, line in enumerate(lines) if line.startswith("TASK [Demo | Stage 2 | Stage that explains]")
     )
     assert lines[stage + 2].startswith("TASK [Explains | Say]") and lines[stage + 3] == "inside stage 2"
+    # a nested include's banner does not show: the change inside it says what it did
+    assert "changed: [localhost] Nested | Change" in lines and "On this platform" not in text
     # the explanation sits under its own banner
     assert lines.index("first line") - 1 == next(
         i for i, line in enumerate(lines) if line.startswith("TASK [Demo | Explain in lines]")
