@@ -74,6 +74,12 @@ options:
         lists, the raw material of an investigation. The diagnosis stays in the other return values.
     type: bool
     default: true
+  detector_state:
+    description:
+      - The state file of the lab's split-brain detector (C(detector.json), written by safeguards.yml's
+        detector). When it exists, RV(report) ends with what the detector last saw - its status, how long
+        ago, STALE when it stopped - and its alerts.
+    type: path
   leader_wait:
     description:
       - When no view is authoritative while some member answers without a leader (an election in progress,
@@ -238,7 +244,9 @@ report:
 """
 
 
+import json
 import time
+from datetime import UTC, datetime
 
 from ansible.module_utils.etcd_client import (
     ETCD_COMMON_ARGUMENT_SPEC,
@@ -706,6 +714,24 @@ def _table(header, rows):
     return out
 
 
+def detector_lines(path, now=None):
+    """What the split-brain detector last saw (its state file): status, how old, alerts; [] without one."""
+    if not path:
+        return []
+    try:
+        with open(path, encoding="utf-8") as f:
+            state = json.load(f)
+        seen = datetime.strptime(state["time"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC).timestamp()
+    except (OSError, ValueError, KeyError, TypeError):
+        return []
+    age = int((time.time() if now is None else now) - seen)
+    stale = ", STALE: is it still running?" if age > 4 * float(state.get("interval", 3)) + 10 else ""
+    lines = [f"Split-brain detector: {str(state.get('status', '?')).upper()} (last round {age} s ago{stale})"]
+    for alert in state.get("alerts", []):
+        lines.append(f"  since {alert.get('since')} {alert.get('severity')} {alert.get('message')}")
+    return lines
+
+
 REPORT_HEADER = ["MEMBER", "ID", "LEADER", "TERM", "RAFT INDEX", "REVISION", "DB SIZE", "CLOCK", "ERROR"]
 
 
@@ -779,6 +805,7 @@ def argument_spec():
         "clock_skew_threshold": {"type": "float", "default": 2.0},
         "leader_wait": {"type": "float", "default": 0.0},
         "explain": {"type": "bool", "default": True},
+        "detector_state": {"type": "path"},
     }
     spec.update(ETCD_COMMON_ARGUMENT_SPEC)
     return spec
@@ -832,6 +859,9 @@ def run(params):
     out = {"changed": False, "endpoints": results, "leader_wait_s": waited}
     out.update(diagnosis)
     out["report"] = format_report(results, diagnosis, params.get("explain", True))
+    detector = detector_lines(params.get("detector_state"))
+    if detector:
+        out["report"] = [*out["report"], "", *detector]
     return out
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.machinery
 import importlib.util
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -106,20 +107,27 @@ def test_a_broken_lab_json_is_one_line_not_a_traceback(state, capsys, content, a
     assert "./teardown.sh" in lines[0]
 
 
-def test_status_adds_what_the_detector_saw_and_says_when_it_is_stale(state):
-    assert lab.detector_lines(LAB) == []  # safeguards.yml has not started the detector
+def test_status_adds_what_the_detector_saw_and_says_when_it_is_stale(state, capsys):
+    """The detector's lines come from etcd_endpoint_status (detector_state), as in playbooks/status.yml."""
+    assert lab.detector_state(LAB) == state / "safeguards" / "detector.json"
+    module = lab.endpoint_status_module()
+    assert module.detector_lines(str(lab.detector_state(LAB))) == []  # safeguards.yml has not started it
     (state / "safeguards").mkdir()
     alert = {"since": "2026-12-06T05:00:00Z", "severity": "critical", "message": "2 leaders"}
     detector = {"time": "2026-12-06T05:00:10Z", "interval": 3, "status": "critical", "alerts": [alert]}
     (state / "safeguards" / "detector.json").write_text(json.dumps(detector))
-    moment = lab.datetime(2026, 12, 6, 5, 0, 14, tzinfo=lab.UTC).timestamp()
-    assert lab.detector_lines(LAB, now=moment) == [
+    moment = datetime(2026, 12, 6, 5, 0, 14, tzinfo=UTC).timestamp()
+    path = str(lab.detector_state(LAB))
+    assert module.detector_lines(path, now=moment) == [
         "Split-brain detector: CRITICAL (last round 4 s ago)",
         "  since 2026-12-06T05:00:00Z critical 2 leaders",
     ]
-    assert "STALE: is it still running?" in lab.detector_lines(LAB, now=moment + 60)[0]
+    assert "STALE: is it still running?" in module.detector_lines(path, now=moment + 60)[0]
+    layout = dict(LAB, members=[dict(m, client_url="http://127.0.0.1:9") for m in LAB["members"]])
+    (state / "lab.json").write_text(json.dumps(layout))
+    assert lab.main(["status"]) == 0 and "Split-brain detector: CRITICAL" in capsys.readouterr().out
     (state / "safeguards" / "detector.json").write_text("{torn")
-    assert lab.detector_lines(LAB) == []
+    assert module.detector_lines(path) == []
 
 
 def test_status_without_etcd_answering_reports_every_member_unreachable(state, capsys):
