@@ -153,9 +153,13 @@ def test_kind_url_defaults_match_the_kind_cluster_role():
     role_vars = yaml.safe_load((role / "vars" / "main.yml").read_text())
     assert KIND_DEFAULTS["client_port_base"] == defaults["kind_cluster_client_node_port_base"]
     assert KIND_DEFAULTS["listen_address"] == defaults["kind_cluster_listen_address"]
+    kind_vars = yaml.safe_load((role.parents[1] / "inventory/local/group_vars/all/kind.yml").read_text())
     assert KIND_DEFAULTS["peer_domain"] == "{}.{}.svc.cluster.local".format(
-        role_vars["kind_cluster_peer_service"], defaults["kind_cluster_namespace"]
+        role_vars["kind_cluster_peer_service"], kind_vars["lab_kind_namespace"]
     )
+    plan_task = (role.parents[1] / "roles/lab_inventory/tasks/plan.yml").read_text()
+    service = role_vars["kind_cluster_peer_service"]
+    assert f'kind_peer_domain: "{service}.{{{{ lab_kind_namespace }}}}.svc.cluster.local"' in plan_task
 
 
 @pytest.mark.parametrize(
