@@ -50,6 +50,11 @@ INCIDENTS = {
     # read the moved dir, and a second run must find nothing left to do (--again).
     "fork_moved_aside_by_hand": (4, ["--force", "action=add_started", "--force", "fork_delete=false",
                                      "--force", "interrupt=null", "--force", "skew_offset=0", "--again"]),
+    # Found by the campaign (seed 61207, incident 28): a majority member killed with its data dir on 3 members
+    # (no quorum): refused, then restored from the other majority member with the opt-in; the fork's writes,
+    # exported in step 3, were listed as lost instead of replayed.
+    "restore_replays_the_fork": (5, ["--force", "action=kill_majority", "--force", "disk_lost=true",
+                                     "--force", "fork_delete=false", "--force", "interrupt=null"]),
 }  # fmt: skip
 
 
@@ -83,6 +88,8 @@ def test_incident(case, tmp_path):
         assert result["recover_runs"][0]["rc"] != 0 and result["recover_runs"][-1]["tasks"] > 0, detail
     elif case == "fork_delete":
         assert result["fork_delete"] and result["fork_delete"]["deleted"] == 1, detail
+    elif case == "restore_replays_the_fork":
+        assert result["refused_by_design"] == 1 and result["lost_reported"] == 0, detail
     else:
         assert result["params"]["action"] == case_action(case) and "operator_error" not in result, detail
 
