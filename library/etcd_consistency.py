@@ -380,7 +380,7 @@ def report_listings(report_path):
 LEDGER_SETTLE = 1.0  # seconds: a writer appends its ledger line right after etcd's reply
 
 
-def audit(params, endpoint, endpoint_names=None):
+def audit(params, endpoint, endpoint_names=None, following=None):
     """Account for every ledger operation; endpoint_names ({client URL: member name}, from the probes) finds
     a fork's fork point in the report when the report read it through another endpoint.
 
@@ -392,16 +392,21 @@ def audit(params, endpoint, endpoint_names=None):
     cluster = read_cluster(params, endpoint)
     entries = load_ledger(params["ledger_dir"])
     leases = live_leases(params, endpoint) if any(e.get("lease") for e in entries) else set()
-    result = judge(params, entries, failed_deletes(params["ledger_dir"]), cluster, leases, endpoint_names)
+    result = judge(
+        params, entries, failed_deletes(params["ledger_dir"]), cluster, leases, endpoint_names, following
+    )
     if result[1]["missing"] and getattr(cluster, "revision", None):
         time.sleep(LEDGER_SETTLE)
         entries = load_ledger(params["ledger_dir"])
-        result = judge(params, entries, failed_deletes(params["ledger_dir"]), cluster, leases, endpoint_names)
+        result = judge(
+            params, entries, failed_deletes(params["ledger_dir"]), cluster, leases, endpoint_names, following
+        )
     return result
 
 
-def judge(params, entries, unknown_deletes, cluster, leases, endpoint_names=None):
-    """The ledger audit proper, against one read of the cluster."""
+def judge(params, entries, unknown_deletes, cluster, leases, endpoint_names=None, following=None):
+    """The ledger audit proper, against one read of the cluster. following: {client URL: member id} of the
+    members that follow the cluster's leader (from the probes)."""
     read_revision = getattr(cluster, "revision", None)
     read_at = getattr(cluster, "read_at", None)
     qprefix = params["quarantine_prefix"].rstrip("/") + "/"
@@ -414,6 +419,21 @@ def judge(params, entries, unknown_deletes, cluster, leases, endpoint_names=None
                 quarantined_values.setdefault(original, set()).add(value)
     listed, listed_deletes, report_points, compared = report_listings(params["report_path"])
     forked = set(params["forked_endpoints"] or [])
+    # The member that answered through each forked endpoint first: a forced member keeps its id, while one
+    # added again under the same name (by an operator, or by an earlier recovery) has a new one, and what
+    # it acknowledged through the same endpoint is the cluster's history.
+    fork_member = {}
+    for e in sorted(entries, key=lambda x: x.get("time", "")):
+        if e.get("endpoint") in forked:
+            fork_member.setdefault(e["endpoint"], e.get("member_id"))
+    # A forced endpoint whose member follows the cluster's leader under the very id it first wrote with, and
+    # that no report compared, never split (the safeguards scenario builds a whole cluster; the lab's planned
+    # forced member wrote on, and a guessed fork point made its puts superseded by other writers look lost).
+    for e in sorted(forked):
+        name = (endpoint_names or {}).get(e) or ""
+        never_split = (following or {}).get(e) is not None and (following or {}).get(e) == fork_member.get(e)
+        if never_split and e not in report_points and "name:" + name not in report_points:
+            forked.discard(e)
     # The fork point of each forked writer: the report's fork point (the last revision both histories share,
     # read from etcd) when it has one; else the last revision of its puts that are still in the cluster's own
     # history (same value at the same mod revision - a guess: a replayed key can land at the same revision
@@ -427,10 +447,6 @@ def judge(params, entries, unknown_deletes, cluster, leases, endpoint_names=None
     # added again under the same name (by an operator, or by an earlier recovery) has a new one, and what
     # it acknowledged through the same endpoint is the cluster's history.
     known = set(fork_point)
-    fork_member = {}
-    for e in sorted(entries, key=lambda x: x.get("time", "")):
-        if e.get("endpoint") in forked:
-            fork_member.setdefault(e["endpoint"], e.get("member_id"))
     for e in entries:
         if (
             e.get("endpoint") in forked
@@ -556,7 +572,11 @@ def run(params, check_mode=False):
             checks.append(check("every acknowledged write kept or reported", False, "no member has a leader"))
         else:
             endpoint_names = {p["endpoint"]: names.get(p["member_id"]) for p in probes if p["reachable"]}
-            lcheck, counts, missing = audit(params, leader_ep, endpoint_names)
+            leader = next(p["leader"] for p in probes if p["endpoint"] == leader_ep)
+            following = {
+                p["endpoint"]: p["member_id"] for p in probes if p["reachable"] and p["leader"] == leader
+            }
+            lcheck, counts, missing = audit(params, leader_ep, endpoint_names, following)
             if params["missing_path"] and not check_mode:
                 with open(params["missing_path"], "w", encoding="utf-8") as f:
                     json.dump(missing, f, indent=1, sort_keys=True)

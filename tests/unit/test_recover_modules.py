@@ -639,3 +639,36 @@ def test_writes_of_the_forced_members_writer_after_the_read_are_not_judged(tmp_p
     check, counts, missing = etcd_consistency.audit(params, main)
     # f#3 came after the read: not judged. f#2 came before it and is not in the cluster: missing.
     assert counts["after_read"] == 1 and [m["value"] for m in missing] == ["f#2"] and not check["ok"]
+
+
+def test_a_forced_member_that_never_split_is_audited_as_the_cluster(tmp_path, monkeypatch):
+    """The safeguards scenario (a whole cluster, the lab's planned forced member writing on): its put of a
+    shared key, superseded by another writer, looked missing in a "fork" history with a guessed fork point.
+    Following the cluster's leader under the id it wrote with, and compared by no report, it is no fork; a
+    member that writes under another id (a fork, or one added again) still is one."""
+    main, forced = "http://10.0.0.1:2379", "http://10.0.0.3:2379"
+    ledger = [
+        {"endpoint": forced, "member_id": "c", "op": "put", "key": "/w/c/1", "value": "c#1", "revision": 5,
+         "time": "2026-12-06T09:26:30.000+00:00"},
+        {"endpoint": forced, "member_id": "c", "op": "put", "key": "/s/k1", "value": "c#2", "revision": 7,
+         "time": "2026-12-06T09:26:31.000+00:00"},
+        {"endpoint": main, "member_id": "a", "op": "put", "key": "/s/k1", "value": "a#9", "revision": 8,
+         "time": "2026-12-06T09:26:31.500+00:00"},
+    ]  # fmt: skip
+    (tmp_path / "ledger.jsonl").write_text("".join(json.dumps(e) + "\n" for e in ledger))
+    cluster = etcd_consistency.ClusterKeys({"/w/c/1": ("c#1", 5), "/s/k1": ("a#9", 8)})
+    cluster.revision, cluster.read_at = 8, "2026-12-06T09:26:32.000+00:00"
+    monkeypatch.setattr(etcd_consistency, "read_cluster", lambda params, endpoint: cluster)
+    monkeypatch.setattr(etcd_consistency, "LEDGER_SETTLE", 0)
+    params = {
+        "ledger_dir": str(tmp_path),
+        "quarantine_prefix": "/recovery/quarantine/",
+        "report_path": None,
+        "forked_endpoints": [forced],
+    }
+    names = {forced: "etcd-2"}
+    check, counts, missing = etcd_consistency.audit(params, main, names, {main: "a", forced: "c"})
+    assert check["ok"] and counts["superseded"] == 1 and not missing
+    # The same ledger while the member leads a cluster of its own (not following the leader): a fork.
+    check, counts, missing = etcd_consistency.audit(params, main, names, {main: "a"})
+    assert [m["value"] for m in missing] == ["c#2"]
