@@ -251,10 +251,10 @@ from datetime import UTC, datetime
 from ansible.module_utils.etcd_client import (
     ETCD_COMMON_ARGUMENT_SPEC,
     EtcdError,
+    check_tls_params,
     etcd_module,
     exit_with,
     id_to_hex,
-    make_ssl_context,
     normalize_url,
     parallel_map,
     parse_member,
@@ -771,9 +771,7 @@ def format_report(results, diagnosis, explain=True):
     if not explain:
         return raw_report(results)
     lines = []
-    header = REPORT_HEADER
     by_label = {_label(r): r for r in results}
-    row = _row
 
     for i, view in enumerate(diagnosis["views"]):
         tag = " [authoritative]" if view["authoritative"] else ""
@@ -781,7 +779,7 @@ def format_report(results, diagnosis, explain=True):
         lines.append(
             f"View {i + 1}{tag}: {leader}, term {view['raft_term']}, membership {_fmt_list(view['members'])}"
         )
-        lines += ["  " + x for x in _table(header, [row(by_label[e]) for e in view["endpoints"]])]
+        lines += ["  " + x for x in _table(REPORT_HEADER, [_row(by_label[e]) for e in view["endpoints"]])]
         lines.append("")
     down = [r for r in results if not r["reachable"]]
     if down:
@@ -826,13 +824,7 @@ def check_params(params):
         raise EtcdError("timeout must be a positive number of seconds")
     if params.get("clock_skew_threshold") is not None and params["clock_skew_threshold"] < 0:
         raise EtcdError("clock_skew_threshold must not be negative")
-    if any(e.startswith("https") for e in endpoints):
-        make_ssl_context(
-            params.get("ca_cert"),
-            params.get("client_cert"),
-            params.get("client_key"),
-            params.get("validate_certs", True),
-        )
+    check_tls_params(endpoints, params)
     return endpoints
 
 

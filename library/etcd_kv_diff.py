@@ -191,13 +191,13 @@ from ansible.module_utils.etcd_client import (
     EtcdError,
     GrpcChannel,
     GrpcUnavailable,
+    check_tls_params,
     client_from_params,
     decode_value,
     etcd_module,
     exit_with,
     id_to_hex,
     kv_value,
-    make_ssl_context,
     parse_kv,
     parse_range_response,
     prefix_range_end,
@@ -441,13 +441,7 @@ def check_params(params):
         directory = os.path.dirname(os.path.abspath(params["report_path"]))
         if not os.path.isdir(directory):
             raise EtcdError(f"Directory {directory} for report_path does not exist")
-    if any(e.startswith("https") for e in endpoints):
-        make_ssl_context(
-            params.get("ca_cert"),
-            params.get("client_cert"),
-            params.get("client_key"),
-            params.get("validate_certs", True),
-        )
+    check_tls_params(endpoints, params)
     return [e.strip().rstrip("/") for e in endpoints]
 
 

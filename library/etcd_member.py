@@ -188,11 +188,11 @@ import time
 from ansible.module_utils.etcd_client import (
     ETCD_COMMON_ARGUMENT_SPEC,
     EtcdError,
+    check_tls_params,
     client_from_params,
     etcd_module,
     hex_to_id,
     id_to_hex,
-    make_ssl_context,
     normalize_url,
     parallel_map,
     parse_member,
@@ -323,13 +323,7 @@ def check_params(params):
             validate_endpoint(url)
         except EtcdError as exc:
             raise EtcdError(str(exc).replace("Endpoint", "Peer URL")) from None
-    if any(e.startswith("https") for e in params["endpoints"]):
-        make_ssl_context(
-            params.get("ca_cert"),
-            params.get("client_cert"),
-            params.get("client_key"),
-            params.get("validate_certs", True),
-        )
+    check_tls_params(params["endpoints"], params)
 
 
 HINTS = {

@@ -1078,6 +1078,18 @@ def watch_history(client, start_revision, end_revision, max_events=1000000):
         client.close()  # the watch stream never ends by itself
 
 
+def check_tls_params(endpoints, params):
+    """When any endpoint is https, build the TLS context from the shared options once, so that a missing or
+    bad CA, certificate or key fails before any request with one clear message (EtcdError)."""
+    if any(e.startswith("https") for e in endpoints):
+        make_ssl_context(
+            params.get("ca_cert"),
+            params.get("client_cert"),
+            params.get("client_key"),
+            params.get("validate_certs", True),
+        )
+
+
 def client_from_params(endpoint, params):
     """Build an EtcdClient from a module's params (the shared argument spec)."""
     return EtcdClient(
