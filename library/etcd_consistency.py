@@ -392,15 +392,15 @@ def audit(params, endpoint, endpoint_names=None, following=None):
     cluster = read_cluster(params, endpoint)
     entries = load_ledger(params["ledger_dir"])
     leases = live_leases(params, endpoint) if any(e.get("lease") for e in entries) else set()
-    result = judge(
-        params, entries, failed_deletes(params["ledger_dir"]), cluster, leases, endpoint_names, following
-    )
+
+    def judged(entries):
+        unknown_deletes = failed_deletes(params["ledger_dir"])
+        return judge(params, entries, unknown_deletes, cluster, leases, endpoint_names, following)
+
+    result = judged(entries)
     if result[1]["missing"] and getattr(cluster, "revision", None):
         time.sleep(LEDGER_SETTLE)
-        entries = load_ledger(params["ledger_dir"])
-        result = judge(
-            params, entries, failed_deletes(params["ledger_dir"]), cluster, leases, endpoint_names, following
-        )
+        result = judged(load_ledger(params["ledger_dir"]))
     return result
 
 
@@ -426,26 +426,23 @@ def judge(params, entries, unknown_deletes, cluster, leases, endpoint_names=None
     for e in sorted(entries, key=lambda x: x.get("time", "")):
         if e.get("endpoint") in forked:
             fork_member.setdefault(e["endpoint"], e.get("member_id"))
+    # The fork point of each forked writer: the report's fork point (the last revision both histories share,
+    # read from etcd), found by its endpoint or by the member name the endpoint answers as, when it has one;
+    # else the last revision of its puts that are still in the cluster's own history (same value at the same
+    # mod revision - a guess: a replayed key can land at the same revision by chance). Its later operations
+    # are the fork's history.
+    fork_point = {}
+    for e in forked:
+        point = report_points.get(e, report_points.get("name:" + ((endpoint_names or {}).get(e) or "")))
+        if point is not None:
+            fork_point[e] = point
     # A forced endpoint whose member follows the cluster's leader under the very id it first wrote with, and
     # that no report compared, never split (the safeguards scenario builds a whole cluster; the lab's planned
     # forced member wrote on, and a guessed fork point made its puts superseded by other writers look lost).
-    for e in sorted(forked):
-        name = (endpoint_names or {}).get(e) or ""
-        never_split = (following or {}).get(e) is not None and (following or {}).get(e) == fork_member.get(e)
-        if never_split and e not in report_points and "name:" + name not in report_points:
+    for e, member_now in (following or {}).items():
+        first_writer = fork_member.get(e)
+        if e in forked and e not in fork_point and first_writer is not None and member_now == first_writer:
             forked.discard(e)
-    # The fork point of each forked writer: the report's fork point (the last revision both histories share,
-    # read from etcd) when it has one; else the last revision of its puts that are still in the cluster's own
-    # history (same value at the same mod revision - a guess: a replayed key can land at the same revision
-    # by chance). Its later operations are the fork's history.
-    fork_point = {e: r for e, r in report_points.items() if e in forked}
-    for e in forked - set(fork_point):
-        by_name = report_points.get("name:" + (endpoint_names or {}).get(e, ""))
-        if by_name is not None:
-            fork_point[e] = by_name
-    # The member that answered through each forked endpoint first: a forced member keeps its id, while one
-    # added again under the same name (by an operator, or by an earlier recovery) has a new one, and what
-    # it acknowledged through the same endpoint is the cluster's history.
     known = set(fork_point)
     for e in entries:
         if (

@@ -611,6 +611,29 @@ def test_audit_a_member_added_again_answers_in_the_main_history(tmp_path, monkey
     assert not check["ok"] and [m["key"] for m in missing] == ["/s"]
 
 
+READ_AT = "2026-12-06T09:26:32.000+00:00"
+
+
+def ledger_op(endpoint, member_id, key, value, revision, time):
+    return {"endpoint": endpoint, "member_id": member_id, "op": "put", "key": key, "value": value,
+            "revision": revision, "time": f"2026-12-06T09:26:{time}+00:00"}  # fmt: skip
+
+
+def audit_at_revision_8(tmp_path, monkeypatch, ledger, keys, forked):
+    """An audit whose cluster read holds `keys` at revision 8, sent at READ_AT; returns the params to pass."""
+    (tmp_path / "ledger.jsonl").write_text("".join(json.dumps(e) + "\n" for e in ledger))
+    cluster = etcd_consistency.ClusterKeys(keys)
+    cluster.revision, cluster.read_at = 8, READ_AT
+    monkeypatch.setattr(etcd_consistency, "read_cluster", lambda params, endpoint: cluster)
+    monkeypatch.setattr(etcd_consistency, "LEDGER_SETTLE", 0)
+    return {
+        "ledger_dir": str(tmp_path),
+        "quarantine_prefix": "/recovery/quarantine/",
+        "report_path": None,
+        "forked_endpoints": [forked],
+    }
+
+
 def test_writes_of_the_forced_members_writer_after_the_read_are_not_judged(tmp_path, monkeypatch):
     """Seen in the safeguards molecule scenario (a lab that was never split, writers running): the forced
     member's endpoint counts as a fork, whose fork point is a guess, so its writes acknowledged after the
@@ -618,24 +641,11 @@ def test_writes_of_the_forced_members_writer_after_the_read_are_not_judged(tmp_p
     after the read is counted apart; what came before it is still judged."""
     main, fork = "http://10.0.0.1:2379", "http://10.0.0.3:2379"
     ledger = [
-        {"endpoint": fork, "member_id": "c", "op": "put", "key": "/w/f/1", "value": "f#1", "revision": 5,
-         "time": "2026-12-06T09:26:30.000+00:00"},
-        {"endpoint": fork, "member_id": "c", "op": "put", "key": "/w/f/2", "value": "f#2", "revision": 7,
-         "time": "2026-12-06T09:26:31.000+00:00"},
-        {"endpoint": fork, "member_id": "c", "op": "put", "key": "/w/f/3", "value": "f#3", "revision": 9,
-         "time": "2026-12-06T09:26:33.000+00:00"},
-    ]  # fmt: skip
-    (tmp_path / "etcd-2.jsonl").write_text("".join(json.dumps(e) + "\n" for e in ledger))
-    cluster = etcd_consistency.ClusterKeys({"/w/f/1": ("f#1", 5)})
-    cluster.revision, cluster.read_at = 8, "2026-12-06T09:26:32.000+00:00"
-    monkeypatch.setattr(etcd_consistency, "read_cluster", lambda params, endpoint: cluster)
-    monkeypatch.setattr(etcd_consistency, "LEDGER_SETTLE", 0)
-    params = {
-        "ledger_dir": str(tmp_path),
-        "quarantine_prefix": "/recovery/quarantine/",
-        "report_path": None,
-        "forked_endpoints": [fork],
-    }
+        ledger_op(fork, "c", "/w/f/1", "f#1", 5, "30.000"),
+        ledger_op(fork, "c", "/w/f/2", "f#2", 7, "31.000"),
+        ledger_op(fork, "c", "/w/f/3", "f#3", 9, "33.000"),
+    ]
+    params = audit_at_revision_8(tmp_path, monkeypatch, ledger, {"/w/f/1": ("f#1", 5)}, fork)
     check, counts, missing = etcd_consistency.audit(params, main)
     # f#3 came after the read: not judged. f#2 came before it and is not in the cluster: missing.
     assert counts["after_read"] == 1 and [m["value"] for m in missing] == ["f#2"] and not check["ok"]
@@ -648,24 +658,12 @@ def test_a_forced_member_that_never_split_is_audited_as_the_cluster(tmp_path, mo
     member that writes under another id (a fork, or one added again) still is one."""
     main, forced = "http://10.0.0.1:2379", "http://10.0.0.3:2379"
     ledger = [
-        {"endpoint": forced, "member_id": "c", "op": "put", "key": "/w/c/1", "value": "c#1", "revision": 5,
-         "time": "2026-12-06T09:26:30.000+00:00"},
-        {"endpoint": forced, "member_id": "c", "op": "put", "key": "/s/k1", "value": "c#2", "revision": 7,
-         "time": "2026-12-06T09:26:31.000+00:00"},
-        {"endpoint": main, "member_id": "a", "op": "put", "key": "/s/k1", "value": "a#9", "revision": 8,
-         "time": "2026-12-06T09:26:31.500+00:00"},
-    ]  # fmt: skip
-    (tmp_path / "ledger.jsonl").write_text("".join(json.dumps(e) + "\n" for e in ledger))
-    cluster = etcd_consistency.ClusterKeys({"/w/c/1": ("c#1", 5), "/s/k1": ("a#9", 8)})
-    cluster.revision, cluster.read_at = 8, "2026-12-06T09:26:32.000+00:00"
-    monkeypatch.setattr(etcd_consistency, "read_cluster", lambda params, endpoint: cluster)
-    monkeypatch.setattr(etcd_consistency, "LEDGER_SETTLE", 0)
-    params = {
-        "ledger_dir": str(tmp_path),
-        "quarantine_prefix": "/recovery/quarantine/",
-        "report_path": None,
-        "forked_endpoints": [forced],
-    }
+        ledger_op(forced, "c", "/w/c/1", "c#1", 5, "30.000"),
+        ledger_op(forced, "c", "/s/k1", "c#2", 7, "31.000"),
+        ledger_op(main, "a", "/s/k1", "a#9", 8, "31.500"),
+    ]
+    keys = {"/w/c/1": ("c#1", 5), "/s/k1": ("a#9", 8)}
+    params = audit_at_revision_8(tmp_path, monkeypatch, ledger, keys, forced)
     names = {forced: "etcd-2"}
     check, counts, missing = etcd_consistency.audit(params, main, names, {main: "a", forced: "c"})
     assert check["ok"] and counts["superseded"] == 1 and not missing
