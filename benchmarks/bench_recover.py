@@ -8,8 +8,13 @@ the lab again, put the same keys, and run the floor: a bash script of etcdctl co
 (status, stop writers, snapshot each side, export and diff, stop the fork, delete the partition, remove / move
 aside / add / start each member to rejoin, replay fork-only keys and quarantine conflicts in txn batches,
 endpoint hashkv). The floor does not revert the clock skew (no etcdctl command can) and prints no
-explanations. Prints both and the ratio. Traffic goes only to the lab's own addresses while the lab is up;
-every loop is bounded.
+explanations. Prints both and the ratio.
+
+In the same run, the lab's other figures against the goals of issue 12: `./setup.sh` from a clean host and
+again over the running lab, `./lab status` (median of 5), a second recover.yml (nothing to do), verify.yml
+and `./teardown.sh`. Traffic goes only to the lab's own addresses while the lab is up; every loop is bounded.
+The lab is the learner's (`sblab`, `.lab/`) unless LAB_NAME, LAB_SUBNET and LAB_STATE_DIR name another, as for
+./setup.sh; a lab already up under that name is torn down first.
 
     .venv/bin/python benchmarks/bench_recover.py [--members 3 5] [--keys 10000] [--source distro]
 """
@@ -19,7 +24,9 @@ from __future__ import annotations
 import argparse
 import base64
 import json
+import os
 import re
+import statistics
 import subprocess
 import sys
 import time
@@ -27,7 +34,11 @@ import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-STATE = ROOT / ".lab"
+STATE = Path(os.environ.get("LAB_STATE_DIR", ROOT / ".lab"))
+LAB_NAME = os.environ.get("LAB_NAME", "sblab")
+# Issue 12's goals, in seconds (the recover.yml ratio is against the shell floor measured in the same run).
+GOALS = {"setup": {3: 20.0, 5: 30.0}, "again": 3.0, "verify": 2.0, "status": 0.5, "teardown": 5.0}
+GOALS["ratio"] = 2.0
 PLAYBOOK = str(ROOT / ".venv" / "bin" / "ansible-playbook")
 
 STEP_NAMES = {  # as recover.yml prints them (README, Recovery)
@@ -48,15 +59,45 @@ def sh(argv, timeout=900, **kw):
     return subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=timeout, **kw)
 
 
+def timed(argv, **kw):
+    start = time.monotonic()
+    proc = sh(argv, **kw)
+    return time.monotonic() - start, proc
+
+
 def setup(members, source):
-    proc = sh(["./setup.sh", "-e", f"lab_members={members}", "-e", f"etcd_source={source}"])
+    """(seconds, lab.json) of ./setup.sh to the broken state."""
+    seconds, proc = timed(["./setup.sh", "-e", f"lab_members={members}", "-e", f"etcd_source={source}"])
     if proc.returncode != 0:
+        teardown()
         sys.exit(f"setup failed:\n{proc.stdout[-3000:]}{proc.stderr[-2000:]}")
-    return json.loads((STATE / "lab.json").read_text())
+    return seconds, json.loads((STATE / "lab.json").read_text())
 
 
 def teardown():
-    sh(["./teardown.sh"])
+    seconds, proc = timed(["./teardown.sh"])
+    if proc.returncode != 0:
+        sys.exit(f"teardown failed:\n{proc.stdout[-3000:]}{proc.stderr[-2000:]}")
+    return seconds
+
+
+def playbook(name):
+    seconds, proc = timed([PLAYBOOK, f"playbooks/{name}.yml"])
+    if proc.returncode != 0:
+        teardown()
+        sys.exit(f"{name}.yml failed:\n{proc.stdout[-4000:]}")
+    return seconds, proc.stdout
+
+
+def status_seconds(times=5):
+    """Median wall time of ./lab status (what each member says)."""
+    runs = []
+    for _ in range(times):
+        seconds, proc = timed([str(ROOT / "lab"), "status"])
+        if proc.returncode != 0:
+            sys.exit(f"./lab status failed:\n{proc.stdout[-2000:]}{proc.stderr[-2000:]}")
+        runs.append(seconds)
+    return statistics.median(runs)
 
 
 def gateway(url, path, body):
@@ -146,7 +187,7 @@ for i in $(seq 1 600); do n=0; for m in {rejoin}; do p=$(cat $S/nodes/$m/etcd.pi
   [ $p -gt 0 ] && [ -d /proc/$p ] && n=$((n+1)); done; [ $n -eq 0 ] && break; sleep 0.1; done
 step 6
 # 7 heal
-for ns in {isolated_ns}; do ip netns exec $ns nft delete table inet sblab_partition 2>/dev/null || true; done
+for ns in {isolated_ns}; do ip netns exec $ns nft delete table inet {lab}_partition 2>/dev/null || true; done
 step 7
 # 8 rejoin each member
 {rejoin_script}
@@ -184,7 +225,7 @@ ic=$(echo "$out" | sed -n 's/^ETCD_INITIAL_CLUSTER="\(.*\)"$/\1/p')
 ip netns exec {ns} setsid {bin}/etcd --name={m} --data-dir=$S/nodes/{m}/data \
   --listen-client-urls={client},http://127.0.0.1:2379 --advertise-client-urls={client} \
   --listen-peer-urls={peer} --initial-advertise-peer-urls={peer} --initial-cluster="$ic" \
-  --initial-cluster-token=sblab-cluster --initial-cluster-state=existing \
+  --initial-cluster-token={lab}-cluster --initial-cluster-state=existing \
   >> $S/nodes/{m}/etcd.log 2>&1 < /dev/null &
 echo $! > $S/nodes/{m}/etcd.pid
 for i in $(seq 1 150); do
@@ -209,6 +250,7 @@ def floor_script(lab):
             client=by[m]["client_url"],
             ns=by[m]["netns"],
             bin=lab["etcd_bin_dir"],
+            lab=lab["name"],
         )
         for m in rejoin
     ]
@@ -222,54 +264,80 @@ def floor_script(lab):
         isolated_ns=" ".join(by[m]["netns"] for m in lab["isolated"]),
         rejoin_script="\n".join(parts),
         fork=lab["forced"],
+        lab=lab["name"],
     )
 
 
 def run_size(members, keys, source):
-    lab = setup(members, source)
+    """The figures of one size: the lab's own times, recover.yml's steps, the floor's steps."""
+    teardown()  # a clean host: the first setup builds everything
+    fig = {}
+    fig["setup"], lab = setup(members, source)
+    fig["rebuild"], lab = setup(members, source)
+    fig["status"] = status_seconds()
     preload(lab, keys)
-    start = time.monotonic()
-    proc = sh([PLAYBOOK, "playbooks/recover.yml"])
-    total_ansible = time.monotonic() - start
-    if proc.returncode != 0:
-        teardown()
-        sys.exit(f"recover.yml failed:\n{proc.stdout[-4000:]}")
+    fig["recover"], _ = playbook("recover")
     steps = ansible_steps(newest_log("recover"))
-    teardown()
+    fig["again"], again = playbook("recover")
+    if not re.search(r"changed=0\b", again):
+        teardown()
+        sys.exit(f"the second recover.yml changed something:\n{again[-3000:]}")
+    fig["verify"], _ = playbook("verify")
+    fig["teardown"] = teardown()
 
-    lab = setup(members, source)
+    _, lab = setup(members, source)
     preload(lab, keys)
     start = time.monotonic()
     floor = sh(["bash", "-c", floor_script(lab)])
-    total_floor = time.monotonic() - start
+    fig["floor"] = time.monotonic() - start
     if floor.returncode != 0:
         print(floor.stdout[-2000:], floor.stderr[-2000:])
     floor_steps = {m[1]: float(m[2]) for m in re.finditer(r"^STEP (\d+) ([\d.]+)$", floor.stdout, re.M)}
     teardown()
-    return steps, total_ansible, floor_steps, total_floor, floor.returncode
+    return fig, steps, floor_steps, floor.returncode
+
+
+def verdict(value, goal):
+    return f"goal {goal:g}: {'met' if value <= goal else 'OVER'}"
+
+
+def print_size(members, keys, source, fig, steps, fsteps, frc):
+    print(f"\n{members} members, {keys} keys, etcd {source}" + ("" if frc == 0 else " (floor FAILED)"))
+    print(f"  {'step':<22} {'recover.yml':>11} {'shell floor':>11} {'ratio':>6}")
+    for step in sorted(set(steps) | set(fsteps), key=int):
+        a, f = steps.get(step), fsteps.get(step)
+        ratio = f"{a / f:.1f}" if a and f else "-"
+        name = f"{step} {STEP_NAMES.get(step, '')}"
+        fa = f"{a:.1f}" if a is not None else "-"
+        ff = f"{f:.1f}" if f is not None else "-"
+        print(f"  {name:<22} {fa:>11} {ff:>11} {ratio:>6}")
+    ratio = fig["recover"] / fig["floor"]
+    print(f"  {'total (wall clock)':<22} {fig['recover']:>11.1f} {fig['floor']:>11.1f} {ratio:>6.1f}  "
+          f"{verdict(ratio, GOALS['ratio'])}")  # fmt: skip
+    setup_goal = GOALS["setup"].get(members)
+    rows = [
+        ("./setup.sh, clean host", fig["setup"], setup_goal),
+        ("./setup.sh over the lab", fig["rebuild"], setup_goal + 5 if setup_goal else None),
+        ("./lab status (median)", fig["status"], GOALS["status"] if members == 3 else None),
+        ("recover.yml again", fig["again"], GOALS["again"]),
+        ("verify.yml", fig["verify"], GOALS["verify"]),
+        ("./teardown.sh", fig["teardown"], GOALS["teardown"]),
+    ]
+    for name, seconds, goal in rows:
+        print(f"  {name:<26} {seconds:>7.2f} s  {verdict(seconds, goal) if goal else ''}")
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--members", type=int, nargs="+", default=[3, 5])
+    parser.add_argument("--members", type=int, nargs="+", default=[3, 5], choices=[3, 5, 7])
     parser.add_argument("--keys", type=int, default=10000)
-    parser.add_argument("--source", default="distro")
+    parser.add_argument("--source", default="distro", choices=["distro", "pypi"])
     args = parser.parse_args()
+    if args.keys < 0 or args.keys > 200000:
+        parser.error("--keys must be between 0 and 200000")
+    print(f"lab {LAB_NAME} ({STATE}); every figure in seconds of wall clock")
     for members in args.members:
-        steps, total, fsteps, ftotal, frc = run_size(members, args.keys, args.source)
-        print(
-            f"\n{members} members, {args.keys} keys, etcd {args.source}"
-            + ("" if frc == 0 else " (floor FAILED)")
-        )
-        print(f"  {'step':<22} {'recover.yml':>11} {'shell floor':>11} {'ratio':>6}")
-        for step in sorted(set(steps) | set(fsteps), key=int):
-            a, f = steps.get(step), fsteps.get(step)
-            ratio = f"{a / f:.1f}" if a and f else "-"
-            name = f"{step} {STEP_NAMES.get(step, '')}"
-            fa = f"{a:.1f}" if a is not None else "-"
-            ff = f"{f:.1f}" if f is not None else "-"
-            print(f"  {name:<22} {fa:>11} {ff:>11} {ratio:>6}")
-        print(f"  {'total (wall clock)':<22} {total:>11.1f} {ftotal:>11.1f} {total / ftotal:>6.1f}")
+        print_size(members, args.keys, args.source, *run_size(members, args.keys, args.source))
 
 
 if __name__ == "__main__":
