@@ -1,14 +1,45 @@
-"""Shared pytest setup: make library/ modules and module_utils/ importable as Ansible would."""
+"""Shared pytest setup: make library/ modules and module_utils/ importable as Ansible would, and give each
+pytest-xdist worker a lab of its own."""
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
 import ansible.module_utils
+import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 # Modules in library/ import shared code as ansible.module_utils.<name>, as Ansible resolves it at run time.
 ansible.module_utils.__path__.append(str(ROOT / "module_utils"))
 sys.path.insert(0, str(ROOT / "library"))
 sys.path.insert(0, str(ROOT / "tests"))
+
+# ./test.sh runs the suite on two workers (pytest-xdist). The first builds the learner's lab identity (sblab,
+# .lab/); every other worker builds a lab of its own name, subnet and state dir, so that two labs run side by
+# side. Set before any test module imports lablib, which reads them once. A LAB_NAME given by the caller wins.
+WORKER = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+WORKER_LABS = {f"gw{n}": (f"sbgw{n}", f"198.18.{215 + n}.0/24") for n in range(1, 5)}
+if WORKER in WORKER_LABS and "LAB_NAME" not in os.environ:
+    name, subnet = WORKER_LABS[WORKER]
+    os.environ.update(LAB_NAME=name, LAB_SUBNET=subnet, LAB_STATE_DIR=str(ROOT / f".lab-{WORKER}"))
+
+
+def xdist_group(path: Path) -> str | None:
+    """Tests that share a lab or a host resource run on one worker, one after the other: a test file of
+    labs or loopback clusters (its module-scoped lab is built once), and every molecule scenario (they all
+    use the sbmol lab). Unit and lint tests go to whichever worker is free."""
+    rel = path.relative_to(ROOT / "tests")
+    if rel.parts[0] == "molecule":
+        return "molecule"
+    if rel.parts[0] in ("e2e", "integration"):
+        return str(rel)
+    return None
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        group = xdist_group(Path(str(item.path)))
+        if group:
+            item.add_marker(pytest.mark.xdist_group(group))

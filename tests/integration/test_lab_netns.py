@@ -21,7 +21,7 @@ BRIDGE = "sbtnx0"
 NODE = {
     "name": "sbtnx-etcd-0",
     "bridge": BRIDGE,
-    "address": "198.18.251.11/24",
+    "address": "198.18.252.11/24",
     "veth_host": "sbtnx-h0",
     "veth_node": "sbtnx-n0",
     "kill_timeout": 2.0,
@@ -42,22 +42,22 @@ def clean():
 
 def test_bridge_and_node_are_built_once_then_left_alone(clean):
     run = Planner(check_mode=False)
-    bridge_present(run, BRIDGE, "198.18.251.1/24")
+    bridge_present(run, BRIDGE, "198.18.252.1/24")
     node_present(run, NODE)
     assert "add netns sbtnx-etcd-0" in run.actions and f"attach sbtnx-h0 to {BRIDGE}" in run.actions
     assert netns_exists(NODE["name"])
     addr = subprocess.run(["ip", "-n", NODE["name"], "-br", "addr"], capture_output=True, text=True).stdout
-    assert "198.18.251.11/24" in addr
+    assert "198.18.252.11/24" in addr
 
     again = Planner(check_mode=False)
-    bridge_present(again, BRIDGE, "198.18.251.1/24")
+    bridge_present(again, BRIDGE, "198.18.252.1/24")
     node_present(again, NODE)
     assert again.actions == []
 
 
 def test_check_mode_plans_without_changing(clean):
     run = Planner(check_mode=True)
-    bridge_present(run, BRIDGE, "198.18.251.1/24")
+    bridge_present(run, BRIDGE, "198.18.252.1/24")
     node_present(run, NODE)
     assert run.actions[0] == f"add bridge {BRIDGE}"
     assert not ip_ok("link", "show", BRIDGE)
@@ -66,7 +66,7 @@ def test_check_mode_plans_without_changing(clean):
 
 def test_removal_kills_processes_left_in_the_namespace(clean):
     run = Planner(check_mode=False)
-    bridge_present(run, BRIDGE, "198.18.251.1/24")
+    bridge_present(run, BRIDGE, "198.18.252.1/24")
     node_present(run, NODE)
     stubborn = "import signal,time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(120)"
     proc = subprocess.Popen(["ip", "netns", "exec", NODE["name"], "python3", "-c", stubborn])
@@ -88,4 +88,4 @@ def test_removal_kills_processes_left_in_the_namespace(clean):
 def test_an_existing_interface_that_is_not_a_bridge_is_refused(clean):
     subprocess.run(["ip", "link", "add", BRIDGE, "type", "veth", "peer", "name", "sbtnxv0"], check=True)
     with pytest.raises(NetnsError, match="is not a bridge"):
-        bridge_present(Planner(check_mode=False), BRIDGE, "198.18.251.1/24")
+        bridge_present(Planner(check_mode=False), BRIDGE, "198.18.252.1/24")
