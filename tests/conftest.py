@@ -28,11 +28,9 @@ if WORKER in WORKER_LABS and "LAB_NAME" not in os.environ:
 
 def xdist_group(path: Path) -> str | None:
     """Tests that share a lab or a host resource run on one worker, one after the other: a test file of
-    labs or loopback clusters (its module-scoped lab is built once), and every molecule scenario (they all
-    use the sbmol lab). Unit and lint tests go to whichever worker is free."""
+    labs or loopback clusters (its module-scoped lab is built once). Molecule scenarios (each worker runs
+    them in a lab of its own, tests/molecule), unit and lint tests go to whichever worker is free."""
     rel = path.relative_to(ROOT / "tests")
-    if rel.parts[0] == "molecule":
-        return "molecule"
     if rel.parts[0] in ("e2e", "integration"):
         return str(rel)
     return None
