@@ -36,6 +36,7 @@ def xdist_group(path: Path) -> str | None:
     return None
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups from the markers
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         group = xdist_group(Path(str(item.path)))
