@@ -2,12 +2,12 @@
 # The whole test suite: lint, unit, integration, molecule and end-to-end lab tests.
 # Installs what the tests need (as ./setup.sh --deps-only --dev does), then runs pytest.
 # Usage: ./test.sh [pytest arguments, e.g. -k partition or -m "not lab"]
-# Two workers by default (pytest-xdist; TEST_WORKERS=1 for one): each builds labs of its own name, a test file
-# of labs stays on one worker (tests/conftest.py).
+# One worker by default. TEST_WORKERS=2 runs two pytest-xdist workers, each building labs of its own name, a
+# test file of labs on one worker (tests/conftest.py): experimental, some lab tests failed that way so far.
 set -euo pipefail
 cd "$(dirname "$0")"
 ./setup.sh --deps-only --dev
-workers="${TEST_WORKERS:-2}"
+workers="${TEST_WORKERS:-1}"
 case "$workers" in
   1) exec .venv/bin/python -m pytest "$@" ;;
   [2-4]) exec .venv/bin/python -m pytest -n "$workers" --dist loadgroup "$@" ;;
