@@ -16,14 +16,24 @@ ansible.module_utils.__path__.append(str(ROOT / "module_utils"))
 sys.path.insert(0, str(ROOT / "library"))
 sys.path.insert(0, str(ROOT / "tests"))
 
-# ./test.sh runs the suite on two workers (pytest-xdist). The first builds the learner's lab identity (sblab,
-# .lab/); every other worker builds a lab of its own name, subnet and state dir, so that two labs run side by
-# side. Set before any test module imports lablib, which reads them once. A LAB_NAME given by the caller wins.
+# With TEST_WORKERS=2 ./test.sh (pytest-xdist), the first worker builds the learner's lab identity (sblab,
+# .lab/) and the molecule scenarios' (sbmol); every other worker builds labs of its own name, subnet and state
+# dir, and molecule labs of its own (MOLECULE_LAB_NAME/_SUBNET, read by .config/molecule/config.yml), so that
+# two labs run side by side. Set before any test module imports lablib, which reads them once. A LAB_NAME
+# given by the caller wins.
 WORKER = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
-WORKER_LABS = {f"gw{n}": (f"sbgw{n}", f"198.18.{215 + n}.0/24") for n in range(1, 5)}
+WORKER_LABS = {
+    f"gw{n}": {
+        "LAB_NAME": f"sbgw{n}",
+        "LAB_SUBNET": f"198.18.{215 + n}.0/24",
+        "LAB_STATE_DIR": str(ROOT / f".lab-gw{n}"),
+        "MOLECULE_LAB_NAME": f"sbmx{n}",
+        "MOLECULE_LAB_SUBNET": f"198.18.{226 + n}.0/24",
+    }
+    for n in range(1, 5)
+}
 if WORKER in WORKER_LABS and "LAB_NAME" not in os.environ:
-    name, subnet = WORKER_LABS[WORKER]
-    os.environ.update(LAB_NAME=name, LAB_SUBNET=subnet, LAB_STATE_DIR=str(ROOT / f".lab-{WORKER}"))
+    os.environ.update(WORKER_LABS[WORKER])
 
 
 def xdist_group(path: Path) -> str | None:

@@ -1,6 +1,6 @@
 """Run each molecule scenario of the lab's roles: destroy, syntax, create, (prepare), converge, idempotence,
 verify, destroy. Each builds real etcd members in network namespaces of its own lab (sbmol-*; on the suite's
-second pytest-xdist worker sbmox-*, so that two scenarios run side by side)."""
+other pytest-xdist workers sbmxN-*, set by tests/conftest.py, so that two scenarios run side by side)."""
 
 from __future__ import annotations
 
@@ -15,10 +15,8 @@ ROOT = Path(__file__).resolve().parents[2]
 SCENARIOS = sorted(p.parent.name for p in (ROOT / "molecule").glob("*/molecule.yml"))
 
 pytestmark = pytest.mark.molecule
-# The lab of the scenarios on this worker (.config/molecule/config.yml reads MOLECULE_LAB_NAME/_SUBNET).
-WORKER_LABS = {"gw1": {"MOLECULE_LAB_NAME": "sbmox", "MOLECULE_LAB_SUBNET": "198.18.218.0/24"}}
-WORKER_LAB = WORKER_LABS.get(os.environ.get("PYTEST_XDIST_WORKER", "gw0"), {})
-STATE_DIR = ROOT / f".lab-{WORKER_LAB.get('MOLECULE_LAB_NAME', 'molecule')}"
+# The state dir of this worker's scenarios, as .config/molecule/config.yml names it.
+STATE_DIR = ROOT / f".lab-{os.environ.get('MOLECULE_LAB_NAME', 'molecule')}"
 
 
 def test_every_role_with_tasks_has_a_scenario():
@@ -34,7 +32,6 @@ def test_every_role_with_tasks_has_a_scenario():
 @pytest.mark.parametrize("scenario", SCENARIOS)
 def test_scenario(scenario):
     env = dict(os.environ, PATH=f"{ROOT / '.venv' / 'bin'}:{os.environ['PATH']}", ANSIBLE_FORCE_COLOR="0")
-    env.update(WORKER_LAB)
     proc = subprocess.run(
         [str(ROOT / ".venv" / "bin" / "molecule"), "test", "-s", scenario],
         capture_output=True,
