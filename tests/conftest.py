@@ -1,5 +1,6 @@
 """Shared pytest setup: make library/ modules and module_utils/ importable as Ansible would, and give each
-pytest-xdist worker a lab of its own."""
+pytest-xdist worker a lab of its own. ./test.sh runs the workers with --dist loadfile: a test file (its
+module-scoped lab, its fixed subnets) stays on one worker."""
 
 from __future__ import annotations
 
@@ -8,7 +9,6 @@ import sys
 from pathlib import Path
 
 import ansible.module_utils
-import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 # Modules in library/ import shared code as ansible.module_utils.<name>, as Ansible resolves it at run time.
@@ -34,21 +34,3 @@ WORKER_LABS = {
 }
 if WORKER in WORKER_LABS and "LAB_NAME" not in os.environ:
     os.environ.update(WORKER_LABS[WORKER])
-
-
-def xdist_group(path: Path) -> str | None:
-    """Tests that share a lab or a host resource run on one worker, one after the other: a test file of
-    labs or loopback clusters (its module-scoped lab is built once). Molecule scenarios (each worker runs
-    them in a lab of its own, tests/molecule), unit and lint tests go to whichever worker is free."""
-    rel = path.relative_to(ROOT / "tests")
-    if rel.parts[0] in ("e2e", "integration"):
-        return str(rel)
-    return None
-
-
-@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups from the markers
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    for item in items:
-        group = xdist_group(Path(str(item.path)))
-        if group:
-            item.add_marker(pytest.mark.xdist_group(group))
