@@ -24,7 +24,8 @@ split-brain with playbooks/setup.yml. Runs as root. Extra arguments go to ansibl
                                            the host needs only python3 with venv, see docs/kind.md)
 
   --deps-only   install the dependencies and stop
-  --dev         also install the test and lint tools (requirements-dev.txt, and apt: prometheus for promtool)
+  --dev         also install the test and lint tools (requirements-dev.txt; apt: prometheus for promtool,
+                chromium for the browser test of the report page)
 
 Every setting is checked before anything changes: a wrong one stops with one line, ERROR: <what is wrong>,
 and a lab that is up stays up. A valid run over a lab that is up rebuilds it. Remove everything with
@@ -63,8 +64,9 @@ if [ "$kind" -eq 0 ] && [ "$(id -u)" -ne 0 ]; then
 fi
 
 apt_packages=(etcd-server etcd-client nftables iproute2 faketime python3-venv)
-# The tests also run promtool (Debian's prometheus package) on the alert rules of safeguards.yml.
-[ "$dev" -eq 1 ] && apt_packages+=(prometheus)
+# The tests also run promtool (Debian's prometheus package) on the alert rules of safeguards.yml, and open
+# the report page in headless chromium.
+[ "$dev" -eq 1 ] && apt_packages+=(prometheus chromium)
 [ "$kind" -eq 1 ] && apt_packages=()
 missing=()
 for pkg in ${apt_packages[@]+"${apt_packages[@]}"}; do

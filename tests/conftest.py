@@ -15,6 +15,7 @@ ROOT = Path(__file__).resolve().parent.parent
 ansible.module_utils.__path__.append(str(ROOT / "module_utils"))
 sys.path.insert(0, str(ROOT / "library"))
 sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "tools"))
 
 # With TEST_WORKERS=2 ./test.sh (pytest-xdist), the first worker builds the learner's lab identity (sblab,
 # .lab/) and the molecule scenarios' (sbmol); every other worker builds labs of its own name, subnet and state

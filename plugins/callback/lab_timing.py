@@ -18,6 +18,11 @@ description:
   - "A playbook's closing words come last of all, after the timing summary: the lines a task gave with
     C(ansible.builtin.set_stats) as C(data: {lab_last_words: [...]}) (setup's briefing). A failed run prints
     its C(ERROR:) line instead."
+  - "Records the run's events for the lab's timeline: every task tagged C(event:<text>) that changed something
+    or failed, and every task tagged C(event-done:<text>) that ended at all (a wait that marks a moment),
+    appends a line (time on this host's clock, the text, the host, the task, ok or failed) to
+    C(<lab_state_dir>/recorder/events.jsonl), and so does the start and the end of every playbook run; only
+    when the state directory exists. C(./lab report) draws them beside the recorder's samples."
   - The state directory is C(lab_state_dir) given with C(-e), else the environment's E(LAB_STATE_DIR), else
     C(.lab) next to the Ansible configuration file, as the lab's inventory defines it.
 version_added: "1.0.0"
@@ -34,6 +39,7 @@ options:
         key: slowest
 """
 
+import json
 import os
 import re
 import time
@@ -106,6 +112,28 @@ def last_words(custom: dict | None) -> list[str]:
     return [line for item in items for line in (str(item).splitlines() or [""])]
 
 
+EVENT_TAGS = {"event:": "changed", "event-done:": "done"}
+
+
+def event_texts(tags, when: str) -> list[str]:
+    """The event texts of a task's tags: event:<text> when it changed something (or failed),
+    event-done:<text> whenever it ended."""
+    texts = []
+    for tag in tags or []:
+        for prefix, kind in EVENT_TAGS.items():
+            if str(tag).startswith(prefix) and (kind == "done" or when in ("changed", "failed")):
+                texts.append(str(tag)[len(prefix) :].strip())
+    return texts
+
+
+def event_line(text: str, host: str, task: str, outcome: str, playbook: str) -> str:
+    moment = datetime.now(UTC)
+    when = moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    entry = {"time": when, "event": text, "host": host, "task": task, "outcome": outcome}
+    entry["playbook"] = playbook
+    return json.dumps(entry, sort_keys=True) + "\n"
+
+
 def timing_log(times: RunTimes, playbook: str, total: float) -> str:
     lines = [f"# {playbook}: {len(times.tasks)} tasks in {duration(total)}", "", "# in the order they ran"]
     lines.append(f"# {'start':>12} {'seconds':>9}  task")
@@ -127,6 +155,7 @@ class CallbackModule(CallbackBase):
         self._playbook = "ansible"
         self._state_dir: str | None = None
         self._failure: str | None = None
+        self._started = False
 
     def set_options(self, task_keys=None, var_options=None, direct=None) -> None:
         super().set_options(task_keys=task_keys, var_options=var_options, direct=direct)
@@ -141,6 +170,29 @@ class CallbackModule(CallbackBase):
             extra = getattr(manager, "extra_vars", None) or {}
             default = os.path.join(os.path.dirname(C.CONFIG_FILE or os.getcwd()), ".lab")
             self._state_dir = str(extra.get("lab_state_dir") or os.environ.get("LAB_STATE_DIR") or default)
+        if not self._started:
+            self._started = True
+            self._event(f"{self._playbook}.yml started", "localhost", "", "ok")
+
+    def _event(self, text: str, host: str, task: str, outcome: str) -> None:
+        """One line in the state directory's recorder/events.jsonl (never creates the state directory)."""
+        if not self._state_dir or not os.path.isdir(self._state_dir):
+            return
+        path = os.path.join(self._state_dir, "recorder", "events.jsonl")
+        try:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            with open(path, "a", encoding="utf-8") as handle:
+                handle.write(event_line(text, host, task, outcome, self._playbook))
+        except OSError:
+            pass
+
+    def _task_events(self, result, when: str) -> None:
+        outcome = "failed" if when == "failed" else "ok"
+        for text in event_texts(getattr(result._task, "tags", None), when):
+            self._event(text, result._host.get_name(), result._task.get_name().strip(), outcome)
+
+    def v2_runner_on_ok(self, result) -> None:
+        self._task_events(result, "changed" if result._result.get("changed") else "ok")
 
     def v2_playbook_on_task_start(self, task, is_conditional) -> None:
         self._times.start_task(task.get_name().strip())
@@ -149,6 +201,7 @@ class CallbackModule(CallbackBase):
         self._times.start_task(task.get_name().strip())
 
     def v2_runner_on_failed(self, result, ignore_errors=False) -> None:
+        self._task_events(result, "failed")
         if not ignore_errors:
             self._failure = failure_message(result._task.get_name().strip(), result._result)
 
@@ -165,6 +218,7 @@ class CallbackModule(CallbackBase):
         if path:
             self._display.display(f"Every task's time: {path}")
         failed = any(stats.failures.values()) or any(stats.dark.values())
+        self._event(f"{self._playbook}.yml {'failed' if failed else 'finished'}", "localhost", "", "ok")
         if failed:
             message = self._failure or "a task failed: see the task marked fatal above"
             self._display.display(f"ERROR: {message}", color=C.COLOR_ERROR)

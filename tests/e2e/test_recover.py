@@ -35,6 +35,7 @@ from lablib import (
     timed,
     wait_until,
 )
+from reportcheck import assert_report_page
 
 pytestmark = pytest.mark.lab
 
@@ -76,6 +77,14 @@ def test_recover_then_verify_then_idempotent(clean_host, members, source):
         rf"{forced} has the higher raft index \(\d+ > \d+|{forced}'s raft index \(\d+\) is lower", text
     )
     assert "Recovered: one cluster, one leader" in text
+    # The last step wrote the incident report; ./lab report writes it again from the same records.
+    assert_report_page(
+        STATE / "report" / "index.html", list(by_name), forced, f"report-{members}-{source}.png"
+    )
+    again_report = run(["./lab", "report"], env=os.environ | {"LAB_STATE_DIR": str(STATE)})
+    assert again_report.returncode == 0 and "report/index.html" in again_report.stdout, out(again_report)
+    postmortem = (STATE / "report" / "report.md").read_text()
+    assert "## Root cause" in postmortem and "Acknowledged writes lost: 0." in postmortem
     # Every data dir is in use by a running member or stands behind the fork's export: none is copied
     # (a regex that never matched once had every member's data dir copied, and the fork's live diff replaced).
     assert "Serve a private copy of the data dir" not in text, out(recovered)

@@ -29,6 +29,7 @@ from lablib import (
     timed,
     wait_until,
 )
+from reportcheck import assert_report_page
 
 pytestmark = pytest.mark.lab
 
@@ -75,6 +76,15 @@ def test_safeguards_stop_the_same_incident(clean_host, members, source):
     recovered = timed("recover.yml", timings=timings)
     assert recovered.returncode == 0, out(recovered)
     assert_one_cluster(lab)  # every member answers, lists every member, and they follow one leader
+    # recover.yml's last step wrote the incident report: the page in a real browser, the postmortem beside it.
+    assert "report/index.html" in recovered.stdout, out(recovered)
+    assert_report_page(
+        STATE / "report" / "index.html",
+        [m["name"] for m in lab["members"]],
+        forced,
+        f"report-{members}-{source}.png",
+    )
+    assert "Acknowledged writes lost: 0." in (STATE / "report" / "report.md").read_text()
 
     first = timed("safeguards.yml", timings=timings)
     assert first.returncode == 0, out(first)

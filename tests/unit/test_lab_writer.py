@@ -210,3 +210,42 @@ def test_first_conflict_finds_a_key_with_different_values():
     assert first_conflict({"a": "1", "b": "2"}, {"a": "1", "b": "3", "c": "4"}) == "b"
     assert first_conflict({"a": "1"}, {"a": "1", "c": "4"}) is None
     assert json.dumps(first_conflict({}, {})) == "null"
+
+
+def test_catch_up_writes_without_pause_until_the_index_is_above_the_others(monkeypatch):
+    import lab_writer
+
+    args = parse_args(
+        ["--name=etcd-2", "--endpoint=http://f:2379", "--ledger=x", "--catch-up=http://a:2379,"]
+    )
+    args.catch_up_margin = 100
+    indexes = {"http://f:2379": 50, "http://a:2379": 300}
+    reads = []
+
+    def fake_index(url, _timeout):
+        reads.append(url)
+        return indexes[url]
+
+    monkeypatch.setattr(lab_writer, "raft_index", fake_index)
+    catch_up = lab_writer.CatchUp(args)
+    assert args.catch_up == ["http://a:2379"]
+    # Below: a burst (no pause) of 26 writes before the indexes are read again.
+    assert all(catch_up.due() for _ in range(26)) and len(reads) == 2
+    indexes["http://f:2379"] = 401
+    assert catch_up.due() is False and catch_up.active is False
+    assert catch_up.due() is False and len(reads) == 4  # done: never read again
+
+
+def test_catch_up_gives_up_when_an_index_cannot_be_read_or_after_its_maximum(monkeypatch):
+    import lab_writer
+
+    args = parse_args(["--name=e", "--endpoint=http://f:2379", "--ledger=x", "--catch-up=http://a:2379"])
+    monkeypatch.setattr(lab_writer, "raft_index", lambda url, _t: (_ for _ in ()).throw(TimeoutError("t")))
+    assert lab_writer.CatchUp(args).due() is False
+    monkeypatch.setattr(lab_writer, "raft_index", lambda url, _t: 0 if "f:" in url else 10**6)
+    args.catch_up_max = 30
+    catch_up = lab_writer.CatchUp(args)
+    assert sum(catch_up.due() for _ in range(100)) < 30 and not catch_up.active
+    assert (
+        lab_writer.CatchUp(parse_args(["--name=e", "--endpoint=http://f:2379", "--ledger=x"])).due() is False
+    )

@@ -3,7 +3,8 @@
 
 Reads both sides with plain `etcdctl get --prefix -w json` (one endpoint per side), so what it reports is
 exactly what a learner would see. Prints the first differing key; exits 1 while the sides still agree and 2
-when a side cannot be read.
+when a side cannot be read. With --index-above, it also waits until the fork's raft index
+(`etcdctl endpoint status`) is above that of every majority member: the trap of the exercise's hint 7.
 """
 
 from __future__ import annotations
@@ -42,6 +43,21 @@ def read_side(etcdctl: str, endpoints: str, prefix: str) -> dict[str, str]:
     }
 
 
+def raft_indexes(etcdctl: str, endpoints: str) -> dict[str, int]:
+    """Each endpoint's raft index, as `etcdctl endpoint status -w json` shows it."""
+    env = dict(os.environ, ETCDCTL_API="3")
+    proc = subprocess.run(
+        [etcdctl, f"--endpoints={endpoints}", "--command-timeout=3s", "endpoint", "status", "-w", "json"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=15,
+    )
+    if proc.returncode != 0:
+        raise RuntimeError(f"{endpoints}: {proc.stderr.strip()}")
+    return {e["Endpoint"]: int(e["Status"]["raftIndex"]) for e in json.loads(proc.stdout)}
+
+
 def first_conflict(fork: dict[str, str], majority: dict[str, str]) -> str | None:
     for key in sorted(fork.keys() & majority.keys()):
         if fork[key] != majority[key]:
@@ -57,11 +73,18 @@ def main() -> int:
     parser.add_argument(
         "--majority", required=True, help="client URL(s) of the majority side, comma-separated"
     )
+    parser.add_argument(
+        "--index-above",
+        type=lambda text: text.lower() in ("true", "yes", "1"),
+        default=False,
+        help="true: also wait until the fork's raft index is the highest",
+    )
     args = parser.parse_args()
     try:
         fork = read_side(args.etcdctl, args.fork, args.prefix)
         majority = read_side(args.etcdctl, args.majority.split(",")[0], args.prefix)
-    except (RuntimeError, subprocess.TimeoutExpired, ValueError) as exc:
+        indexes = raft_indexes(args.etcdctl, f"{args.fork},{args.majority}") if args.index_above else {}
+    except (RuntimeError, subprocess.TimeoutExpired, ValueError, KeyError) as exc:
         print(f"cannot read a side: {exc}", file=sys.stderr)
         return 2
     key = first_conflict(fork, majority)
@@ -72,6 +95,15 @@ def main() -> int:
         )
         return 1
     print(f"{key}: fork has {fork[key]!r}, majority has {majority[key]!r}")
+    if indexes:
+        fork_index = indexes.pop(args.fork, 0)
+        if indexes and fork_index <= max(indexes.values()):
+            print(
+                f"the fork's raft index {fork_index} is not above the majority's {max(indexes.values())} yet"
+            )
+            return 1
+        others = ", ".join(map(str, indexes.values()))
+        print(f"the fork's raft index {fork_index} is above the majority's ({others})")
     return 0
 
 

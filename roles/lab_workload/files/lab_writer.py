@@ -12,7 +12,8 @@ It works through etcd's v3 JSON gateway like a small application:
 Each operation that etcd acknowledges is appended to a JSONL ledger (see the role's README for the fields).
 Failures (member unreachable, no leader, timeouts) are logged and retried with backoff; the writer never
 crashes on them. It stops by itself after --duration seconds or --max-writes writes, and
-cleanly on SIGTERM or SIGINT. Standard library only.
+cleanly on SIGTERM or SIGINT. With --catch-up, it first writes without pause until its member's raft index is
+above that of the members given (a batch job hammering one side of a split). Standard library only.
 """
 
 from __future__ import annotations
@@ -193,6 +194,47 @@ class LeaseHolder:
         )
 
 
+def raft_index(endpoint: str, timeout: float) -> int:
+    return int(call(endpoint, "/v3/maintenance/status", {}, timeout).get("raftIndex") or 0)
+
+
+class CatchUp:
+    """A batch job's burst: writes back to back, without the rate's pause, until this member's raft index is
+    --catch-up-margin above that of every --catch-up endpoint (checked every 25 writes), then the writer goes
+    on at its rate. Gives up after --catch-up-max writes, or when an index cannot be read."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.active = bool(args.catch_up)
+        self.left = args.catch_up_max
+        self.unchecked = 0
+
+    def due(self) -> bool:
+        """True when the next write should follow at once."""
+        if not self.active:
+            return False
+        self.left -= 1
+        if self.unchecked > 0 and self.left > 0:
+            self.unchecked -= 1
+            return True
+        args = self.args
+        try:
+            own = raft_index(args.endpoint, args.timeout)
+            other = max(raft_index(url, args.timeout) for url in args.catch_up)
+        except Exception as exc:
+            print(
+                f"{args.name}: catch-up stopped: an index cannot be read ({describe(exc)})", file=sys.stderr
+            )
+            self.active = False
+            return False
+        if own > other + args.catch_up_margin or self.left <= 0:
+            print(f"{args.name}: catch-up done: raft index {own} against {other}", file=sys.stderr)
+            self.active = False
+            return False
+        self.unchecked = 25
+        return True
+
+
 def run(args: argparse.Namespace) -> int:
     interval = 1.0 / args.rate
     deadline = time.monotonic() + args.duration
@@ -209,6 +251,7 @@ def run(args: argparse.Namespace) -> int:
         open(args.ledger + ".failures", "a", encoding="utf-8") as failures,
     ):
         holder = LeaseHolder(args)
+        catch_up = CatchUp(args)
         while not STOP and time.monotonic() < deadline and acked + failed < args.max_writes:
             started = time.monotonic()
             op, key = op_for(args.name, args.prefix, seq, args.shared_keys)
@@ -241,7 +284,8 @@ def run(args: argparse.Namespace) -> int:
             ledger.write(json.dumps(entry) + "\n")
             ledger.flush()
             seq += 1
-            time.sleep(max(0.0, interval - (time.monotonic() - started)))
+            if not catch_up.due():
+                time.sleep(max(0.0, interval - (time.monotonic() - started)))
     print(f"{args.name}: stopped after {acked} acknowledged and {failed} failed operations", file=log)
     return 0
 
@@ -264,6 +308,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--lease-ttl", type=int, default=12, help="TTL of the lease key's lease in seconds; 0: no lease key"
     )
     parser.add_argument("--start-seq", type=int, default=0, help="added to the ledger's line count")
+    parser.add_argument(
+        "--catch-up",
+        type=lambda text: [u for u in text.split(",") if u],
+        default=[],
+        help="client URLs, comma-separated: no pause until this member's raft index is above theirs",
+    )
+    parser.add_argument("--catch-up-margin", type=int, default=200, help="by how much (raft entries)")
+    parser.add_argument(
+        "--catch-up-max", type=int, default=5000, help="at most this many writes without pause"
+    )
     args = parser.parse_args(argv)
     if not args.endpoint.startswith(("http://", "https://")):
         parser.error(f"--endpoint {args.endpoint!r} must be an http:// or https:// URL")
