@@ -2,12 +2,12 @@
 # The whole test suite: lint, unit, integration, molecule and end-to-end lab tests.
 # Installs what the tests need (as ./setup.sh --deps-only --dev does), then runs pytest.
 # Usage: ./test.sh [pytest arguments, e.g. -k partition or -m "not lab"]
-# TEST_WORKERS=N (1 to 4) runs N pytest-xdist workers, each building labs of its own name (tests/conftest.py),
-# a test file on one worker (--dist loadfile).
+# Two pytest-xdist workers by default, each building labs of its own name (tests/conftest.py), a test file on
+# one worker (--dist loadfile); TEST_WORKERS=1 runs the suite in one process, TEST_WORKERS=3 or 4 on more.
 set -euo pipefail
 cd "$(dirname "$0")"
 ./setup.sh --deps-only --dev
-workers="${TEST_WORKERS:-1}"
+workers="${TEST_WORKERS:-2}"
 case "$workers" in
   1) exec .venv/bin/python -m pytest "$@" ;;
   [2-4]) exec .venv/bin/python -m pytest -n "$workers" --dist loadfile "$@" ;;
