@@ -13,6 +13,10 @@ temporary directory removed. Only 127.0.0.1 is used.
   each side) vs `etcdctl get "" --prefix -w json` on both sides (one after the other) plus a Python
   dict diff.
 - snapshot: etcd_snapshot save of a database of about S MB vs `etcdctl snapshot save`.
+
+--tls on runs the clusters with mutual TLS on the client port (--client-cert-auth, certificates made for the
+run, as the lab's lab_tls does) and gives the modules and etcdctl the CA and a client certificate; --tls both
+runs every figure plain, then with TLS, so that the cost of TLS shows side by side.
 """
 
 from __future__ import annotations
@@ -38,9 +42,25 @@ ansible.module_utils.__path__.append(str(ROOT / "module_utils"))
 import etcd_endpoint_status
 import etcd_kv_diff
 import etcd_snapshot
-from etcd_fixtures import VERSIONS, Cluster
+from etcd_fixtures import VERSIONS, Cluster, make_tls_files
 
 COMMON = {"timeout": 30.0, "ca_cert": None, "client_cert": None, "client_key": None, "validate_certs": True}
+TLS = None  # the run's TLS files (etcd_fixtures.make_tls_files) when the clusters speak TLS
+
+
+def use_tls(files) -> None:
+    """Every cluster, module call and etcdctl from here on with (files) or without (None) mutual TLS."""
+    global TLS
+    TLS = files
+    COMMON.update(
+        ca_cert=files.ca if files else None,
+        client_cert=files.client_cert if files else None,
+        client_key=files.client_key if files else None,
+    )
+
+
+def new_cluster(binaries, size):
+    return Cluster(binaries, size=size, tls=TLS)
 
 
 def timed(func, repeat):
@@ -54,7 +74,8 @@ def timed(func, repeat):
 
 def etcdctl(binaries, *args):
     env = {**os.environ, "ETCDCTL_API": "3"}
-    proc = subprocess.run([binaries.etcdctl, *args], capture_output=True, env=env, check=False)
+    tls = [f"--cacert={TLS.ca}", f"--cert={TLS.client_cert}", f"--key={TLS.client_key}"] if TLS else []
+    proc = subprocess.run([binaries.etcdctl, *tls, *args], capture_output=True, env=env, check=False)
     if proc.returncode != 0:
         raise RuntimeError(f"etcdctl {' '.join(args)} failed: {proc.stderr.decode()[-500:]}")
     return proc.stdout
@@ -69,7 +90,7 @@ def bench_status(binaries, repeat):
         "params = json.loads(sys.argv[3]); r = m.run(params); print(len(r['endpoints']))"
     )
     for size in (3, 5, 7):
-        cluster = Cluster(binaries, size=size)
+        cluster = new_cluster(binaries, size)
         try:
             cluster.start()
             params = {
@@ -147,7 +168,7 @@ def bench_diff(binaries, nkeys, repeat):
         "--quota-backend-bytes",
         str(4 << 30),
     ]
-    sides = [Cluster(binaries, size=1), Cluster(binaries, size=1)]
+    sides = [new_cluster(binaries, 1), new_cluster(binaries, 1)]
     try:
         for s in sides:
             s.members[0].extra_args = extra
@@ -214,7 +235,7 @@ def bench_diff(binaries, nkeys, repeat):
 
 def bench_snapshot(binaries, megabytes, repeat):
     print(f"\n== snapshot: etcd_snapshot save vs etcdctl snapshot save (~{megabytes} MB database)")
-    cluster = Cluster(binaries, size=1)
+    cluster = new_cluster(binaries, 1)
     workdir = tempfile.mkdtemp(prefix="etcd-bench-snap-")
     try:
         cluster.members[0].extra_args = ["--quota-backend-bytes", str(4 << 30)]
@@ -284,6 +305,9 @@ def main():
     parser.add_argument(
         "--only", choices=["status", "diff", "snapshot"], action="append", help="run only these"
     )
+    parser.add_argument(
+        "--tls", choices=["off", "on", "both"], default="off", help="mutual TLS on the clusters (default off)"
+    )
     args = parser.parse_args()
     keys = args.keys or (100_000 if args.full else 20_000)
     snap_mb = args.snapshot_mb or (100 if args.full else 20)
@@ -291,12 +315,17 @@ def main():
     only = set(args.only or ["status", "diff", "snapshot"])
     print(f"etcd {binaries.version} from {binaries.bin_dir}")
     print(f"python {sys.version.split()[0]}; {os.cpu_count()} CPUs; load average {os.getloadavg()[0]:.1f}")
-    if "status" in only:
-        bench_status(binaries, args.repeat * 2)
-    if "diff" in only:
-        bench_diff(binaries, keys, max(1, args.repeat // 2))
-    if "snapshot" in only:
-        bench_snapshot(binaries, snap_mb, max(1, args.repeat // 2))
+    modes = {"off": [False], "on": [True], "both": [False, True]}[args.tls]
+    with tempfile.TemporaryDirectory(prefix="etcd-bench-tls-") as tls_dir:
+        for tls in modes:
+            use_tls(make_tls_files(tls_dir) if tls else None)
+            print(f"\n######## {'mutual TLS on the client port' if tls else 'plain HTTP'}")
+            if "status" in only:
+                bench_status(binaries, args.repeat * 2)
+            if "diff" in only:
+                bench_diff(binaries, keys, max(1, args.repeat // 2))
+            if "snapshot" in only:
+                bench_snapshot(binaries, snap_mb, max(1, args.repeat // 2))
 
 
 if __name__ == "__main__":

@@ -66,6 +66,14 @@ options:
     description: The member whose clock is skewed (C(lab_skewed_member)); empty means the first majority one.
     type: str
     default: ""
+  tls:
+    description:
+      - Mutual TLS on the client and peer ports (C(lab_tls)), local platform only. The URLs become
+        C(https://), and the layout gets C(tls) with the lab's PKI directory (C(<state_dir>/pki), made by the
+        C(lab_pki) module) and the CA and client certificate every client uses.
+      - Needs O(state_dir).
+    type: bool
+    default: false
   state_dir:
     description:
       - The lab's state directory (C(lab_state_dir)), checked only when given. It, or the nearest directory
@@ -154,6 +162,13 @@ plan:
     isolated: {description: Names of the members cut off on the peer port., type: list, sample: [etcd-2]}
     majority: {description: Names of the members on the other side., type: list, sample: [etcd-0, etcd-1]}
     forced: {description: Name of the member forced into a cluster of its own., type: str, sample: etcd-2}
+    tls:
+      description:
+        - Present only with O(tls). C(enabled), C(dir) (the PKI), C(ca_file), and the client certificate
+          C(cert_file) and key C(key_file) of the writers, the modules and C(./lab exec); each member's own
+          certificates are C(<dir>/<member>/server.crt|key) and C(peer.crt|key).
+      type: dict
+      sample: {enabled: true, dir: /root/lab/.lab/pki, ca_file: /root/lab/.lab/pki/ca.crt}
     members:
       description: One entry per member.
       type: list
@@ -408,6 +423,7 @@ def build_plan(
     isolated: list[str],
     forced: str,
     kind: dict | None = None,
+    tls_dir: str | None = None,
 ) -> dict:
     if platform not in PLATFORMS:
         raise PlanError(f"lab_platform={platform} is unknown: use {' or '.join(PLATFORMS)}")
@@ -454,8 +470,13 @@ def build_plan(
             }
         )
     if platform == "kind":
+        if tls_dir:
+            raise PlanError(
+                "lab_tls=true is built for the local platform only so far: give -e lab_tls=false with "
+                "lab_platform=kind"
+            )
         use_kind_urls(entries, {**KIND_DEFAULTS, **(kind or {})})
-    return {
+    plan = {
         "name": name,
         "platform": platform,
         "subnet": str(net),
@@ -467,6 +488,24 @@ def build_plan(
         "majority": [m for m in names if m not in isolated],
         "forced": forced,
         "members": entries,
+    }
+    if tls_dir:
+        use_tls(plan, tls_dir)
+    return plan
+
+
+def use_tls(plan: dict, tls_dir: str) -> None:
+    """https:// on both ports, and where the lab's PKI keeps the CA and the client certificate."""
+    for entry in plan["members"]:
+        entry["client_url"] = entry["client_url"].replace("http://", "https://", 1)
+        entry["peer_url"] = entry["peer_url"].replace("http://", "https://", 1)
+    plan["initial_cluster"] = ",".join(f"{e['name']}={e['peer_url']}" for e in plan["members"])
+    plan["tls"] = {
+        "enabled": True,
+        "dir": tls_dir,
+        "ca_file": os.path.join(tls_dir, "ca.crt"),
+        "cert_file": os.path.join(tls_dir, "clients", "lab-client.crt"),
+        "key_file": os.path.join(tls_dir, "clients", "lab-client.key"),
     }
 
 
@@ -505,6 +544,7 @@ def run_module() -> None:
             "check_subnet": {"type": "bool", "default": True},
             "clock_skew_offset": {"type": "raw"},
             "skewed_member": {"type": "str", "default": ""},
+            "tls": {"type": "bool", "default": False},
             "state_dir": {"type": "path"},
             "broken_ok": {"type": "bool", "default": False},
             "state_file": {"type": "path"},
@@ -514,7 +554,7 @@ def run_module() -> None:
             "kind_listen_address": {"type": "str", "default": KIND_DEFAULTS["listen_address"]},
             "kind_peer_domain": {"type": "str", "default": KIND_DEFAULTS["peer_domain"]},
         },
-        required_if=[("load", True, ["state_file"])],
+        required_if=[("load", True, ["state_file"]), ("tls", True, ["state_dir"])],
         supports_check_mode=True,
     )
     p = module.params
@@ -548,6 +588,7 @@ def run_module() -> None:
                 "listen_address": p["kind_listen_address"],
                 "peer_domain": p["kind_peer_domain"],
             },
+            tls_dir=os.path.join(p["state_dir"], "pki") if p["tls"] else None,
         )
         check_settings(plan, p)
     except PlanError as exc:

@@ -36,15 +36,21 @@ import traceback
 from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import urlsplit
 
-from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.basic import AnsibleModule, env_fallback
 
 # Shared Ansible argument spec for the connection / TLS options of every etcd_* module.
 ETCD_COMMON_ARGUMENT_SPEC = {
     "timeout": {"type": "float", "default": 5.0},
     # Named as in the collections (community.general etcd3, kubernetes.core); the earlier names are aliases.
-    "ca_cert": {"type": "path", "aliases": ["ca_file"]},
-    "client_cert": {"type": "path", "aliases": ["cert_file"]},
-    "client_key": {"type": "path", "aliases": ["key_file"], "no_log": False},
+    # Unset, they come from etcdctl's own variables, which the lab's playbooks set on a TLS lab.
+    "ca_cert": {"type": "path", "aliases": ["ca_file"], "fallback": (env_fallback, ["ETCDCTL_CACERT"])},
+    "client_cert": {"type": "path", "aliases": ["cert_file"], "fallback": (env_fallback, ["ETCDCTL_CERT"])},
+    "client_key": {
+        "type": "path",
+        "aliases": ["key_file"],
+        "no_log": False,
+        "fallback": (env_fallback, ["ETCDCTL_KEY"]),
+    },
     "validate_certs": {"type": "bool", "default": True},
 }
 

@@ -13,6 +13,7 @@ import os
 import re
 import signal
 import socket
+import ssl
 import subprocess
 import time
 import urllib.request
@@ -62,9 +63,24 @@ def assert_lab_route(endpoint: str) -> None:
     )
 
 
+def tls_env() -> dict[str, str]:
+    """etcdctl's certificate variables on a TLS lab (lab.json's tls), as a learner sets them; else none."""
+    try:
+        tls = json.loads((STATE / "lab.json").read_text()).get("tls") or {}
+    except (OSError, ValueError):
+        return {}
+    if not tls.get("enabled"):
+        return {}
+    return {
+        "ETCDCTL_CACERT": tls["ca_file"],
+        "ETCDCTL_CERT": tls["cert_file"],
+        "ETCDCTL_KEY": tls["key_file"],
+    }
+
+
 def etcdctl(bin_dir: str, endpoint: str, *args: str, timeout: float = 20) -> subprocess.CompletedProcess:
     assert_lab_route(endpoint)
-    env = dict(os.environ, ETCDCTL_API="3")
+    env = dict(os.environ, ETCDCTL_API="3", **tls_env())
     return subprocess.run(
         [f"{bin_dir}/etcdctl", f"--endpoints={endpoint}", "--command-timeout=5s", *args],
         capture_output=True,
@@ -163,7 +179,12 @@ def http_date_offset(client_url: str) -> float:
     """Seconds between a member's HTTP Date header (its wall clock) and this host's clock."""
     assert_lab_route(client_url)
     before = time.time()
-    with urllib.request.urlopen(f"{client_url}/version", timeout=5) as resp:
+    context = None
+    if client_url.startswith("https://"):
+        tls = tls_env()
+        context = ssl.create_default_context(cafile=tls["ETCDCTL_CACERT"])
+        context.load_cert_chain(tls["ETCDCTL_CERT"], tls["ETCDCTL_KEY"])
+    with urllib.request.urlopen(f"{client_url}/version", timeout=5, context=context) as resp:
         stamp = email.utils.parsedate_to_datetime(resp.headers["Date"]).timestamp()
     return stamp - (before + time.time()) / 2
 

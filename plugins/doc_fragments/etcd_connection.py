@@ -16,18 +16,19 @@ options:
   ca_cert:
     description:
       - PEM file of the CA that signed the members' server certificates (https endpoints).
-      - When omitted, the system trust store is used.
+      - When omitted, the environment variable E(ETCDCTL_CACERT) (etcdctl's own) is used, else the system
+        trust store.
     type: path
     aliases: [ca_file]
   client_cert:
     description:
       - PEM client certificate, for members started with C(--client-cert-auth).
-      - Requires O(client_key).
+      - Requires O(client_key). When omitted, the environment variable E(ETCDCTL_CERT) is used.
     type: path
     aliases: [cert_file]
   client_key:
     description:
-      - PEM private key of O(client_cert).
+      - PEM private key of O(client_cert). When omitted, the environment variable E(ETCDCTL_KEY) is used.
     type: path
     aliases: [key_file]
   validate_certs:

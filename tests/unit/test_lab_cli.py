@@ -65,6 +65,15 @@ def test_etcdctl_of_the_lab_comes_first_on_the_path(state):
     assert env["PATH"].startswith("/usr/bin:") and env["ETCDCTL_API"] == "3"
 
 
+def test_a_tls_lab_gives_etcdctl_its_certificates_in_the_node(state):
+    assert "ETCDCTL_CACERT" not in lab.node_env(LAB, LAB["members"][0])
+    tls = {"enabled": True, "ca_file": "/s/pki/ca.crt", "cert_file": "/s/pki/c.crt",
+           "key_file": "/s/pki/c.key"}  # fmt: skip
+    env = lab.node_env({**LAB, "tls": tls}, LAB["members"][0])
+    assert env["ETCDCTL_CACERT"] == "/s/pki/ca.crt" and env["ETCDCTL_CERT"] == "/s/pki/c.crt"
+    assert env["ETCDCTL_KEY"] == "/s/pki/c.key" and env["ETCDCTL_ENDPOINTS"] == "https://127.0.0.1:2379"
+
+
 def test_nodes_lists_members(state, capsys):
     assert lab.main(["nodes"]) == 0
     out = capsys.readouterr().out

@@ -312,3 +312,23 @@ def test_a_saved_layout_loads_back(tmp_path):
     path.write_text(json.dumps(plan))
     assert load_plan(str(path)) == plan
     assert load_plan(str(tmp_path / "missing.json")) is None
+
+
+def test_tls_gives_https_urls_and_the_pki_paths():
+    plan = build_plan(**BASE, tls_dir="/s/.lab/pki")
+    assert plan["members"][0]["client_url"] == "https://198.18.213.11:2379"
+    assert all(m["peer_url"].startswith("https://") for m in plan["members"])
+    assert plan["initial_cluster"].startswith("etcd-0=https://198.18.213.11:2380,")
+    assert plan["tls"] == {
+        "enabled": True,
+        "dir": "/s/.lab/pki",
+        "ca_file": "/s/.lab/pki/ca.crt",
+        "cert_file": "/s/.lab/pki/clients/lab-client.crt",
+        "key_file": "/s/.lab/pki/clients/lab-client.key",
+    }
+    assert "tls" not in build_plan(**BASE)
+
+
+def test_tls_on_kind_is_refused_in_one_line():
+    with pytest.raises(PlanError, match="lab_tls=true is built for the local platform only"):
+        build_plan(**{**BASE, "platform": "kind"}, tls_dir="/s/pki")

@@ -13,7 +13,9 @@ Each operation that etcd acknowledges is appended to a JSONL ledger (see the rol
 Failures (member unreachable, no leader, timeouts) are logged and retried with backoff; the writer never
 crashes on them. It stops by itself after --duration seconds or --max-writes writes, and
 cleanly on SIGTERM or SIGINT. With --catch-up, it first writes without pause until its member's raft index is
-above that of the members given (a batch job hammering one side of a split). Standard library only.
+above that of the members given (a batch job hammering one side of a split). On an https:// endpoint it
+reads the CA, certificate and key from ETCDCTL_CACERT, ETCDCTL_CERT and ETCDCTL_KEY, as etcdctl does.
+Standard library only.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import base64
 import json
 import os
 import signal
+import ssl
 import sys
 import time
 import urllib.error
@@ -64,6 +67,21 @@ def lease_key(name: str, prefix: str) -> str:
     return f"{prefix}/leases/{name}"
 
 
+def tls_context() -> ssl.SSLContext | None:
+    """Like etcdctl, the CA, certificate and key of a TLS lab from ETCDCTL_CACERT, ETCDCTL_CERT and
+    ETCDCTL_KEY (the playbooks set them); None without them."""
+    ca, cert, key = (os.environ.get(f"ETCDCTL_{n}") for n in ("CACERT", "CERT", "KEY"))
+    if not (ca or cert):
+        return None
+    context = ssl.create_default_context(cafile=ca)
+    if cert:
+        context.load_cert_chain(cert, key)
+    return context
+
+
+TLS = None  # set once in run(): the context every https request uses
+
+
 def call(endpoint: str, path: str, body: dict, timeout: float) -> dict:
     """POST body to a gateway path; the reply (or the "result" of a streamed reply) as a dict."""
     req = urllib.request.Request(
@@ -72,7 +90,8 @@ def call(endpoint: str, path: str, body: dict, timeout: float) -> dict:
         headers={"Content-Type": "application/json"},
         method="POST",
     )
-    with urllib.request.urlopen(req, timeout=timeout) as resp:
+    context = TLS if endpoint.startswith("https://") else None
+    with urllib.request.urlopen(req, timeout=timeout, context=context) as resp:
         reply = json.loads(resp.readline() or b"{}")  # keepalive is a stream: its first reply is enough
     reply = reply.get("result", reply) if isinstance(reply, dict) else {}
     if "error" in reply or "header" not in reply:
@@ -236,6 +255,15 @@ class CatchUp:
 
 
 def run(args: argparse.Namespace) -> int:
+    global TLS
+    if args.endpoint.startswith("https://"):
+        try:
+            TLS = tls_context()
+        except (OSError, ssl.SSLError) as exc:
+            print(
+                f"{args.name}: cannot load the TLS files of ETCDCTL_CACERT/CERT/KEY: {exc}", file=sys.stderr
+            )
+            return 2
     interval = 1.0 / args.rate
     deadline = time.monotonic() + args.duration
     backoff = 0.0

@@ -87,9 +87,10 @@ def write_atomic(path: Path, text: str) -> None:
 def probe_params(args: argparse.Namespace) -> dict:
     return {
         "timeout": args.timeout,
-        "ca_cert": None,
-        "client_cert": None,
-        "client_key": None,
+        # A TLS lab: etcdctl's variables, which the playbook that started the watcher set.
+        "ca_cert": os.environ.get("ETCDCTL_CACERT"),
+        "client_cert": os.environ.get("ETCDCTL_CERT"),
+        "client_key": os.environ.get("ETCDCTL_KEY"),
         "validate_certs": True,
     }
 
