@@ -36,6 +36,7 @@ import base64
 import json
 import os
 import re
+import ssl
 import subprocess
 import sys
 import urllib.error
@@ -380,9 +381,28 @@ def unb64(s: str | None) -> str:
     return base64.b64decode(s or "").decode("utf-8", errors="replace")
 
 
+# A TLS lab (lab.json's tls): the CA and the client certificate, for etcdctl (its variables) and the gateway.
+TLS_ENV: dict[str, str] = {}
+TLS_CONTEXT: ssl.SSLContext | None = None
+
+
+def use_lab_tls(lab: dict) -> None:
+    global TLS_CONTEXT
+    tls = lab.get("tls") or {}
+    TLS_ENV.clear()
+    TLS_CONTEXT = None
+    if tls.get("enabled"):
+        TLS_ENV.update(
+            ETCDCTL_CACERT=tls["ca_file"], ETCDCTL_CERT=tls["cert_file"], ETCDCTL_KEY=tls["key_file"]
+        )
+        TLS_CONTEXT = ssl.create_default_context(cafile=tls["ca_file"])
+        TLS_CONTEXT.load_cert_chain(tls["cert_file"], tls["key_file"])
+
+
 def gateway(url: str, path: str, body: dict, timeout: float = 10) -> dict:
     req = urllib.request.Request(url + path, json.dumps(body).encode(), {"Content-Type": "application/json"})
-    with urllib.request.urlopen(req, timeout=timeout) as resp:
+    context = TLS_CONTEXT if url.startswith("https://") else None
+    with urllib.request.urlopen(req, timeout=timeout, context=context) as resp:
         return json.load(resp)
 
 
@@ -417,7 +437,7 @@ def etcdctl_json(bin_dir: str, endpoint: str, *args: str, timeout: float = 20) -
             capture_output=True,
             text=True,
             timeout=timeout,
-            env=dict(os.environ, ETCDCTL_API="3"),
+            env=dict(os.environ, ETCDCTL_API="3", **TLS_ENV),
         )
     except subprocess.TimeoutExpired:
         return None
@@ -506,6 +526,7 @@ def check(state_dir: Path, expect_moved: Iterable[str] = (), expect_moved_in: It
     """The whole check; a dict with ok, failures, outcomes, lost, revision."""
     state_dir = Path(state_dir).resolve()
     lab = json.loads((state_dir / "lab.json").read_text())
+    use_lab_tls(lab)
     ops = load_ledgers(state_dir / "ledger")  # before the cluster's revision is fixed: see cluster_checks
     failures, revision, url = cluster_checks(lab, state_dir)
     for path in expect_moved:

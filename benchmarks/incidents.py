@@ -443,6 +443,7 @@ def fork_delete(lab: Lab, params: dict) -> dict | None:
                 json.loads(x)["key"] for x in path.read_text().splitlines()[:5] if "/writers/" in x
             ]
     url = lab.member(params["forced"])["client_url"]
+    incident_check.use_lab_tls(lab.lab_json())  # a TLS lab: the gateway call needs the lab's certificate
     for key in candidates:
         try:
             data = incident_check.gateway(url, "/v3/kv/deleterange", {"key": incident_check.b64(key)})

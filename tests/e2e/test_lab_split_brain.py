@@ -146,7 +146,7 @@ def test_setup_split_brain_then_rebuild_then_teardown(clean_host, source):
     # The status report (the etcd modules on the real lab) sees the fork, the authority and the dead member.
     report = status_report()
     assert "Split-brain: 2 leaders" in report
-    assert re.search(rf"{second} \(http://[0-9.]+:2379\) is unreachable", report), report
+    assert re.search(rf"{second} \(https?://[0-9.]+:2379\) is unreachable", report), report
     assert "Authoritative side" in report and f"({lab['forced']})" in report
 
     teardown_lab()
