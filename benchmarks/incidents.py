@@ -377,26 +377,35 @@ def member_id(lab: Lab, via: str, name: str) -> str | None:
     return None
 
 
-def retry(fn, times: int = 5, delay: float = 3) -> subprocess.CompletedProcess:
-    for _ in range(times):  # bounded
-        proc = fn()
-        if proc.returncode == 0:
-            return proc
-        time.sleep(delay)
-    return proc
-
-
 def heal(lab: Lab, params: dict) -> None:
     for name in params["isolated"]:
         lab.sh(["./lab", "exec", name, "--", "nft", "delete", "table", "inet", f"{lab.name}_partition"])
 
 
+def still_listed(lab: Lab, via: str, mid: str) -> bool | None:
+    """Whether member `mid` (hex) is in `via`'s member list; None when the list cannot be read."""
+    proc = lab.etcdctl(via, "member", "list", "-w", "json")
+    if proc.returncode != 0:
+        return None
+    return any(format(int(m["ID"]), "x") == mid for m in json.loads(proc.stdout).get("members", []))
+
+
 def remove_fork(lab: Lab, via: str, forced: str) -> str:
+    """member remove, as an operator does it: a proposal that timed out may still have been applied (seen in
+    CI under load: the retry then failed with "member not found"), so the member list is read before each
+    new attempt, as add_fork does."""
     mid = member_id(lab, via, forced)
     if mid is None:
         return f"no id for {forced} on {via}"
-    proc = retry(lambda: lab.etcdctl(via, "member", "remove", mid))
-    return "" if proc.returncode == 0 else f"member remove {mid}: {proc.stderr.strip()[-200:]}"
+    proc = None
+    for _ in range(5):  # bounded
+        proc = lab.etcdctl(via, "member", "remove", mid)
+        if proc.returncode == 0:
+            return ""
+        time.sleep(3)
+        if still_listed(lab, via, mid) is False:
+            return ""
+    return f"member remove {mid}: {proc.stderr.strip()[-200:]}"
 
 
 def listed_initial_cluster(lab: Lab, via: str, forced: str) -> str:

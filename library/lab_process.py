@@ -23,8 +23,15 @@ options:
     type: list
     elements: str
   pidfile:
-    description: Path of the pid file. One of O(pidfile) and O(cmdline_contains) is required.
+    description: Path of the pid file. One of O(pidfile), O(pidfiles) and O(cmdline_contains) is required.
     type: path
+  pidfiles:
+    description:
+      - With O(state=stopped), several pid files at once - every process is sent SIGTERM together, waited
+        for together (O(stop_timeout)), and the ones left are killed, so that stopping N processes takes
+        about as long as stopping one. Each pid file is removed.
+    type: list
+    elements: path
   cmdline_contains:
     description:
       - With O(state=stopped) and no O(pidfile), stop every process whose command line contains this string
@@ -73,6 +80,12 @@ EXAMPLES = r"""
     state: stopped
     stop_timeout: 20
 
+- name: Sweep | Stop the writers and etcd of every member at once
+  lab_process:
+    pidfiles: [/srv/lab/workload/etcd-0.pid, /srv/lab/etcd-0/etcd.pid, /srv/lab/etcd-1/etcd.pid]
+    state: stopped
+    stop_timeout: 1
+
 - name: Sweep | Stop every process that names the lab's state directory on its command line
   lab_process:
     cmdline_contains: /srv/lab/
@@ -90,8 +103,8 @@ previous_pid:
   returned: always
   type: int
 stopped_pids:
-  description: With O(cmdline_contains), the pids of the processes stopped.
-  returned: with cmdline_contains
+  description: With O(cmdline_contains) or O(pidfiles), the pids of the processes stopped.
+  returned: with cmdline_contains or pidfiles
   type: list
   elements: int
 killed:
@@ -184,6 +197,28 @@ def wait_gone(pid: int, timeout: float) -> bool:
     return cmdline(pid) is None
 
 
+def stop_all(pids: list[int], timeout: float) -> list[int]:
+    """SIGTERM to every pid at once, one wait for all, then SIGKILL to those left. Returns the killed pids."""
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    left = list(pids)
+    while left and time.monotonic() < deadline:
+        left = [pid for pid in left if cmdline(pid) is not None]
+        if left:
+            time.sleep(0.05)
+    killed = []
+    for pid in left:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+            killed.append(pid)
+    stuck = [pid for pid in killed if not wait_gone(pid, 10)]
+    if stuck:
+        raise RuntimeError(f"processes {stuck} did not exit even after SIGKILL")
+    return killed
+
+
 def stop(pid: int, timeout: float) -> bool:
     """SIGTERM, wait, SIGKILL. Returns whether SIGKILL was needed."""
     try:
@@ -244,12 +279,27 @@ def sweep(module: AnsibleModule, needle: str, timeout: float) -> None:
         module.fail_json(msg="cmdline_contains is empty: it would match every process")
     pids = pids_matching(needle)
     if not module.check_mode:
-        for pid in pids:
-            try:
-                stop(pid, timeout)
-            except RuntimeError as exc:
-                module.fail_json(msg=str(exc), stopped_pids=pids)
+        try:
+            stop_all(pids, timeout)
+        except RuntimeError as exc:
+            module.fail_json(msg=str(exc), stopped_pids=pids)
     module.exit_json(changed=bool(pids), pid=None, previous_pid=None, stopped_pids=pids)
+
+
+def stop_pidfiles(module: AnsibleModule, pidfiles: list[str], timeout: float) -> None:
+    """Stop the processes of several pid files at once (state=stopped only) and remove the files."""
+    if module.params["state"] != "stopped":
+        module.fail_json(msg="pidfiles works only with state=stopped")
+    pids = [pid for pid in (running_pid(path)[0] for path in pidfiles) if pid is not None]
+    result = {"changed": bool(pids), "pid": None, "previous_pid": None, "stopped_pids": pids}
+    if not module.check_mode:
+        try:
+            result["killed"] = bool(stop_all(pids, timeout))
+        except RuntimeError as exc:
+            module.fail_json(msg=str(exc), **result)
+        for path in pidfiles:
+            remove_pidfile(path)
+    module.exit_json(**result)
 
 
 def run_module() -> None:
@@ -257,6 +307,7 @@ def run_module() -> None:
         argument_spec={
             "argv": {"type": "list", "elements": "str"},
             "pidfile": {"type": "path"},
+            "pidfiles": {"type": "list", "elements": "path"},
             "cmdline_contains": {"type": "str"},
             "logfile": {"type": "path"},
             "netns": {"type": "str"},
@@ -266,13 +317,15 @@ def run_module() -> None:
             "start_grace": {"type": "float", "default": 1},
         },
         required_if=[("state", "started", ["argv", "logfile", "pidfile"])],
-        required_one_of=[("pidfile", "cmdline_contains")],
-        mutually_exclusive=[("pidfile", "cmdline_contains")],
+        required_one_of=[("pidfile", "pidfiles", "cmdline_contains")],
+        mutually_exclusive=[("pidfile", "pidfiles", "cmdline_contains")],
         supports_check_mode=True,
     )
     p = module.params
     if p["cmdline_contains"] is not None:
         sweep(module, p["cmdline_contains"], p["stop_timeout"])
+    if p["pidfiles"] is not None:
+        stop_pidfiles(module, p["pidfiles"], p["stop_timeout"])
     argv = p["argv"]
     pid, current = running_pid(p["pidfile"], argv[0] if argv else None)
     result = {"changed": False, "pid": pid, "previous_pid": pid}

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import datetime
 import email.utils
 import hashlib
 import http.client
@@ -175,8 +176,38 @@ def check_tls_files(ca_file=None, cert_file=None, key_file=None):
             raise EtcdError(f"The {label} '{path}' is not readable", kind="file")
 
 
+def check_validity(label, path, now=None):
+    """Raise EtcdError naming the file when a PEM certificate has expired or is not valid yet (OpenSSL would
+    only say "certificate verify failed", or the member would drop the handshake). A file cryptography cannot
+    read as a certificate is left to ssl, which names it."""
+    try:
+        from cryptography import x509
+    except ImportError:  # pragma: no cover - ansible-core requires cryptography
+        return
+    try:
+        with open(path, "rb") as handle:
+            cert = x509.load_pem_x509_certificate(handle.read())
+    except (OSError, ValueError):
+        return
+    now = now or datetime.datetime.now(datetime.UTC)
+    if cert.not_valid_after_utc < now:
+        raise EtcdError(
+            f"The {label} '{path}' expired on {cert.not_valid_after_utc:%Y-%m-%d %H:%M} UTC: make a new one",
+            kind="file",
+        )
+    if cert.not_valid_before_utc > now:
+        raise EtcdError(
+            f"The {label} '{path}' is not valid before {cert.not_valid_before_utc:%Y-%m-%d %H:%M} UTC "
+            "(is this host's clock right?)",
+            kind="file",
+        )
+
+
 def make_ssl_context(ca_file=None, cert_file=None, key_file=None, validate_certs=True):
     check_tls_files(ca_file, cert_file, key_file)
+    for label, path in (("CA file", ca_file), ("client certificate", cert_file)):
+        if path:
+            check_validity(label, path)
     try:
         if validate_certs:
             ctx = ssl.create_default_context(cafile=ca_file)

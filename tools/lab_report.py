@@ -211,6 +211,17 @@ def briefing_time(run: Run) -> float | None:
     return parse_time(event["time"]) if event else None
 
 
+def highest(up: dict[str, dict], field: str) -> str:
+    return max(up, key=lambda n: up[n].get(field, 0))
+
+
+def signal_row(signal: str, up: dict[str, dict], field: str, unit: str, meaning: str) -> dict:
+    """A misleading signal: the member with the highest value, every member's value, what it meant."""
+    top = highest(up, field)
+    every = ", ".join(f"{n} {e.get(field)}" for n, e in sorted(up.items()))
+    return {"signal": signal, "value": f"{top}: {unit}{up[top].get(field)} ({every})", "meaning": meaning}
+
+
 def misleading_signals(run: Run) -> list[dict]:
     """What the members said at the briefing, and what each signal really meant in this run."""
     moment = briefing_time(run)
@@ -223,45 +234,24 @@ def misleading_signals(run: Run) -> list[dict]:
     majority = set(run.lab.get("majority") or [])
     forced = run.forced
     rows = []
-    top_index = max(up, key=lambda n: up[n].get("index", 0))
-    rows.append(
-        {
-            "signal": "Highest raft index",
-            "value": f"{top_index}: {up[top_index].get('index')} "
-            + "("
-            + ", ".join(f"{n} {e.get('index')}" for n, e in sorted(up.items()))
-            + ")",
-            "meaning": (
-                f"{top_index} is the fork: its index counts entries of its own history, which the "
-                "majority never "
-                "saw. Indexes of two histories cannot be compared; picking it would throw away the "
-                "majority's "
-                "writes."
-                if top_index == forced
-                else f"{top_index} is on the majority side, but only because the majority wrote "
-                "more since the "
-                "split: an index says nothing about which history is right (the fork's index may as well be "
-                "higher)."
-            ),
-        }
+    top_index = highest(up, "index")
+    index_meaning = (
+        f"{top_index} is the fork: its index counts entries of its own history, which the majority never "
+        "saw. Indexes of two histories cannot be compared; picking it would throw away the majority's writes."
+        if top_index == forced
+        else f"{top_index} is on the majority side, but only because the majority wrote more since the "
+        "split: an index says nothing about which history is right (the fork's index may as well be higher)."
     )
-    top_term = max(up, key=lambda n: up[n].get("term", 0))
-    rows.append(
-        {
-            "signal": "Highest raft term",
-            "value": f"{top_term}: term {up[top_term].get('term')} "
-            + "("
-            + ", ".join(f"{n} {e.get('term')}" for n, e in sorted(up.items()))
-            + ")",
-            "meaning": (
-                f"{top_term} campaigned again and again while it was cut off, and was forced to lead alone: "
-                "a high term shows failed elections, not authority."
-                if top_term == forced or top_term not in majority
-                else f"{top_term} holds the highest term; authority comes from a quorum of the original "
-                "members, which the majority side has."
-            ),
-        }
+    rows.append(signal_row("Highest raft index", up, "index", "", index_meaning))
+    top_term = highest(up, "term")
+    term_meaning = (
+        f"{top_term} campaigned again and again while it was cut off, and was forced to lead alone: a high "
+        "term shows failed elections, not authority."
+        if top_term == forced or top_term not in majority
+        else f"{top_term} holds the highest term; authority comes from a quorum of the original members, "
+        "which the majority side has."
     )
+    rows.append(signal_row("Highest raft term", up, "term", "term ", term_meaning))
     offsets = {n: e.get("clock_offset") for n, e in up.items() if e.get("clock_offset") is not None}
     if offsets:
         drift = max(offsets, key=lambda n: abs(offsets[n] or 0))

@@ -1,4 +1,5 @@
-"""End to end: recover.yml brings the split-brain lab back to one cluster; verify.yml grades it.
+"""End to end: recover.yml brings the split-brain lab back to one cluster; verify.yml grades it (the first
+test on the plain-HTTP lab, lab_tls=false; the others on the default TLS lab).
 
 setup -> verify fails -> recover --check changes nothing -> recover -> verify passes -> recover again changes
 nothing (changed=0 in the recap) -> teardown leaves nothing. Plus the wrong way round (partition healed while
@@ -49,8 +50,11 @@ if os.environ.get("RECOVER_ALL_CASES"):
 @pytest.mark.parametrize(("members", "source"), CASES, ids=[f"{m}-{s}" for m, s in CASES])
 def test_recover_then_verify_then_idempotent(clean_host, members, source):
     timings: dict = {}
-    setup_lab("-e", f"lab_members={members}", "-e", f"etcd_source={source}")
+    # The plain-HTTP lab (lab_tls=false): the other e2e tests run on the default TLS lab, test_safeguards.py
+    # its whole scenario on 5 members under TLS.
+    setup_lab("-e", f"lab_members={members}", "-e", f"etcd_source={source}", "-e", "lab_tls=false")
     lab = lab_json()
+    assert "tls" not in lab and lab["members"][0]["client_url"].startswith("http://")
     bin_dir, forced = lab["etcd_bin_dir"], lab["forced"]
     by_name = {m["name"]: m for m in lab["members"]}
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import datetime
 import email.utils
 
 import pytest
@@ -228,3 +229,57 @@ def test_range_request_and_response_codec():
     gateway = {"key": "L2E=", "value": "dv8x", "create_revision": "5", "mod_revision": "9", "version": "2"}
     gateway["lease"] = "135"
     assert ec.parse_kv(gateway) == ec.parse_kv(kvs[0][1])
+
+
+def _self_signed(tmp_path, name, not_before, not_after):
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now + not_before)
+        .not_valid_after(now + not_after)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = tmp_path / f"{name}.crt", tmp_path / f"{name}.key"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    return str(cert_path), str(key_path)
+
+
+def test_an_expired_or_future_certificate_is_named_in_one_line(tmp_path):
+    day = datetime.timedelta(days=1)
+    expired, expired_key = _self_signed(tmp_path, "old", -3 * day, -day)
+    future, _ = _self_signed(tmp_path, "new", day, 3 * day)
+    good, good_key = _self_signed(tmp_path, "good", -day, day)
+    with pytest.raises(ec.EtcdError, match=rf"The client certificate '{expired}' expired on \d{{4}}-"):
+        ec.make_ssl_context(good, expired, expired_key)
+    with pytest.raises(ec.EtcdError, match=rf"The CA file '{expired}' expired on"):
+        ec.make_ssl_context(expired)
+    with pytest.raises(ec.EtcdError, match=rf"The CA file '{future}' is not valid before .* clock right"):
+        ec.make_ssl_context(future)
+    assert ec.make_ssl_context(good, good, good_key) is not None
+
+
+def test_a_certificate_file_that_is_not_pem_is_named(tmp_path):
+    garbage = tmp_path / "garbage.crt"
+    garbage.write_text("not a certificate\n")
+    with pytest.raises(ec.EtcdError, match=f"The CA file '{garbage}' is not a valid PEM certificate"):
+        ec.make_ssl_context(str(garbage))
+    day = datetime.timedelta(days=1)
+    good, good_key = _self_signed(tmp_path, "good", -day, day)
+    with pytest.raises(ec.EtcdError, match=f"Cannot load client certificate '{garbage}'"):
+        ec.make_ssl_context(good, str(garbage), good_key)

@@ -16,6 +16,7 @@ from lab_process import (
     running_pid,
     spawn,
     stop,
+    stop_all,
     wait_gone,
     write_pidfile,
 )
@@ -71,6 +72,22 @@ def test_stop_kills_after_the_bound_when_sigterm_is_ignored(proc_dir):
     assert stop(pid, 1.0) is True
     assert cmdline(pid) is None
     assert 0.9 <= time.monotonic() - started < 10
+
+
+def test_stop_all_waits_once_for_every_process_and_kills_only_the_stubborn(proc_dir):
+    tmp, pids = proc_dir
+    stubborn = [spawn([sys.executable, "-c", STUBBORN], None, str(tmp / f"s{i}.log"), {}) for i in range(3)]
+    sleeper = [sys.executable, "-c", "import time; time.sleep(60)"]
+    polite = [spawn(sleeper, None, str(tmp / f"p{i}.log"), {}) for i in range(2)]
+    pids += stubborn + polite
+    time.sleep(0.5)  # let the children install their SIGTERM handlers before we signal them
+    started = time.monotonic()
+    killed = stop_all(stubborn + polite, 1.0)
+    # One wait of the bound for all five, not one per process (that would be at least 3 s).
+    assert 0.9 <= time.monotonic() - started < 2.5
+    assert sorted(killed) == sorted(stubborn)
+    assert all(cmdline(pid) is None for pid in stubborn + polite)
+    assert stop_all([], 1.0) == []
 
 
 def test_stop_of_a_cooperative_process_needs_no_kill(proc_dir):

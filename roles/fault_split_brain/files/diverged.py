@@ -17,27 +17,22 @@ import subprocess
 import sys
 
 
-def read_side(etcdctl: str, endpoints: str, prefix: str) -> dict[str, str]:
-    env = dict(os.environ, ETCDCTL_API="3")
+def etcdctl_json(etcdctl: str, endpoints: str, *args: str):
+    """`etcdctl --endpoints=... ARGS -w json`, parsed; RuntimeError with etcdctl's message when it fails."""
     proc = subprocess.run(
-        [
-            etcdctl,
-            f"--endpoints={endpoints}",
-            "--command-timeout=3s",
-            "get",
-            prefix,
-            "--prefix",
-            "-w",
-            "json",
-        ],
+        [etcdctl, f"--endpoints={endpoints}", "--command-timeout=3s", *args, "-w", "json"],
         capture_output=True,
         text=True,
-        env=env,
+        env=dict(os.environ, ETCDCTL_API="3"),
         timeout=15,
     )
     if proc.returncode != 0:
         raise RuntimeError(f"{endpoints}: {proc.stderr.strip()}")
-    kvs = json.loads(proc.stdout).get("kvs", [])
+    return json.loads(proc.stdout)
+
+
+def read_side(etcdctl: str, endpoints: str, prefix: str) -> dict[str, str]:
+    kvs = etcdctl_json(etcdctl, endpoints, "get", prefix, "--prefix").get("kvs", [])
     return {
         base64.b64decode(kv["key"]).decode(): base64.b64decode(kv.get("value", "")).decode() for kv in kvs
     }
@@ -45,17 +40,10 @@ def read_side(etcdctl: str, endpoints: str, prefix: str) -> dict[str, str]:
 
 def raft_indexes(etcdctl: str, endpoints: str) -> dict[str, int]:
     """Each endpoint's raft index, as `etcdctl endpoint status -w json` shows it."""
-    env = dict(os.environ, ETCDCTL_API="3")
-    proc = subprocess.run(
-        [etcdctl, f"--endpoints={endpoints}", "--command-timeout=3s", "endpoint", "status", "-w", "json"],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=15,
-    )
-    if proc.returncode != 0:
-        raise RuntimeError(f"{endpoints}: {proc.stderr.strip()}")
-    return {e["Endpoint"]: int(e["Status"]["raftIndex"]) for e in json.loads(proc.stdout)}
+    return {
+        e["Endpoint"]: int(e["Status"]["raftIndex"])
+        for e in etcdctl_json(etcdctl, endpoints, "endpoint", "status")
+    }
 
 
 def first_conflict(fork: dict[str, str], majority: dict[str, str]) -> str | None:
