@@ -30,6 +30,9 @@ WORKER_LABS = {
         "LAB_STATE_DIR": str(ROOT / f".lab-gw{n}"),
         "MOLECULE_LAB_NAME": f"sbmx{n}",
         "MOLECULE_LAB_SUBNET": f"198.18.{226 + n}.0/24",
+        "INCIDENTS_LAB_NAME": f"sbinx{n}",
+        "INCIDENTS_LAB_SUBNET": f"198.18.{234 + n}.0/24",
+        "INCIDENTS_LAB_STATE_DIR": str(ROOT / f".lab-incidents-gw{n}"),
     }
     for n in range(1, 5)
 }
