@@ -215,25 +215,13 @@ def stop_all(pids: list[int], timeout: float) -> list[int]:
             killed.append(pid)
     stuck = [pid for pid in killed if not wait_gone(pid, 10)]
     if stuck:
-        raise RuntimeError(f"processes {stuck} did not exit even after SIGKILL")
+        raise RuntimeError(f"process {', '.join(map(str, stuck))} did not exit even after SIGKILL")
     return killed
 
 
 def stop(pid: int, timeout: float) -> bool:
     """SIGTERM, wait, SIGKILL. Returns whether SIGKILL was needed."""
-    try:
-        os.kill(pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return False
-    if wait_gone(pid, timeout):
-        return False
-    try:
-        os.kill(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        return False
-    if not wait_gone(pid, 10):
-        raise RuntimeError(f"process {pid} did not exit even after SIGKILL")
-    return True
+    return bool(stop_all([pid], timeout))
 
 
 def tail(path: str, lines: int = 20) -> str:

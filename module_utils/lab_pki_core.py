@@ -79,17 +79,15 @@ def load_pair(cert_path: str, key_path: str):
     return cert, key
 
 
-def public_bytes(key) -> bytes:
-    return key.public_key().public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
+def key_matches(cert, key) -> bool:
+    """Whether the certificate was made for this private key (same public key)."""
+    spki = (serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    return key.public_key().public_bytes(*spki) == cert.public_key().public_bytes(*spki)
 
 
 def still_good(cert, key, ca_cert, dns: set[str], ips: set[str], usages: tuple[str, ...]) -> bool:
     """Signed by this CA, for this key, with these names and usages, and valid for more than a day."""
-    if public_bytes(key) != cert.public_key().public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    ):
+    if not key_matches(cert, key):
         return False
     if cert.not_valid_after_utc < now() + dt.timedelta(days=1) or cert.issuer != ca_cert.subject:
         return False
@@ -231,10 +229,7 @@ def ensure(path: str, members: list[dict], clients: list[str], days: int, check:
     pair = load_pair(ca_cert_path, ca_key_path)
     ca_ok = (
         pair is not None
-        and public_bytes(pair[1])
-        == pair[0]
-        .public_key()
-        .public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+        and key_matches(*pair)
         and pair[0].not_valid_after_utc > now() + dt.timedelta(days=days)
     )
     if ca_ok:

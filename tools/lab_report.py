@@ -97,6 +97,8 @@ class Run:
     verify: dict | None
     lanes: dict[str, list[Segment]] = field(default_factory=dict)
     forked: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
+    # Each ledger entry's acknowledgement time and side (fork or majority), worked out once in load().
+    acks: list[tuple[float, str]] = field(default_factory=list)
 
     @property
     def names(self) -> list[str]:
@@ -127,6 +129,7 @@ def load(state: Path, verify: dict | None = None) -> Run:
     run = Run(lab, samples, events, ledger, read_json(state / "recovery" / "conflicts.json"), verify)
     run.lanes = lanes(run)
     run.forked = fork_periods(run)
+    run.acks = [(parse_time(e["time"]), side_of(run, e)) for e in run.ledger]
     return run
 
 
@@ -181,14 +184,14 @@ def side_of(run: Run, entry: dict) -> str:
 
 def split_window(run: Run) -> tuple[float, float] | None:
     """From the first to the last write that a fork acknowledged: the window of conflicting writes."""
-    times = [parse_time(e["time"]) for e in run.ledger if side_of(run, e) == "fork"]
+    times = [when for when, side in run.acks if side == "fork"]
     return (min(times), max(times)) if times else None
 
 
 def writes_per_second(run: Run) -> dict[str, Counter]:
     out = {"majority": Counter(), "fork": Counter()}
-    for entry in run.ledger:
-        out[side_of(run, entry)][int(parse_time(entry["time"]))] += 1
+    for when, side in run.acks:
+        out[side][int(when)] += 1
     return out
 
 
