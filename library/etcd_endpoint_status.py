@@ -88,6 +88,12 @@ options:
       - 0 asks once. RV(leader_wait_s) says how long it waited.
     type: float
     default: 0
+  sync_wait:
+    description:
+      - Ask every member again every quarter second for up to this many seconds until RV(in_sync) (a member
+        that was just started and is catching up). 0 asks once. RV(leader_wait_s) counts this wait too.
+    type: float
+    default: 0
 extends_documentation_fragment:
   - etcd_connection
 attributes:
@@ -215,8 +221,12 @@ leaderless_members:
   returned: always
   type: list
   elements: str
+in_sync:
+  description: Every endpoint answers, all follow the same leader, and all are at the same revision.
+  returned: always
+  type: bool
 leader_wait_s:
-  description: Seconds spent asking again for a leader (see O(leader_wait)); 0 when the first answers did.
+  description: Seconds spent asking again (see O(leader_wait) and O(sync_wait)); 0 when the first answers did.
   returned: always
   type: float
 unreachable_endpoints:
@@ -802,6 +812,7 @@ def argument_spec():
         "member_peer_urls": {"type": "dict"},
         "clock_skew_threshold": {"type": "float", "default": 2.0},
         "leader_wait": {"type": "float", "default": 0.0},
+        "sync_wait": {"type": "float", "default": 0.0},
         "explain": {"type": "bool", "default": True},
         "detector_state": {"type": "path"},
     }
@@ -828,11 +839,22 @@ def check_params(params):
     return endpoints
 
 
+def in_sync(results):
+    """Every endpoint answers, follows the same leader, at the same revision."""
+    return (
+        all(r["reachable"] for r in results)
+        and len({r["leader"] for r in results}) == 1
+        and results[0]["leader"] is not None
+        and len({r["revision"] for r in results}) == 1
+    )
+
+
 def run(params):
     """Everything main() does, without AnsibleModule: returns the result dict or raises EtcdError."""
     endpoints = check_params(params)
     start = time.monotonic()
-    deadline = start + float(params.get("leader_wait") or 0)
+    sync_wait = float(params.get("sync_wait") or 0)
+    deadline = start + max(float(params.get("leader_wait") or 0), sync_wait)
     waits = 0
     while True:  # bounded by the deadline
         results = parallel_map(lambda e: probe_endpoint(e, params), endpoints)
@@ -843,12 +865,14 @@ def run(params):
             params.get("member_peer_urls"),
         )
         electing = diagnosis["authoritative_view"] is None and diagnosis["leaderless_members"]
-        if not electing or time.monotonic() + 0.5 > deadline:
+        synced = in_sync(results)
+        pause = 0.25 if sync_wait and not synced else 0.5
+        if not (electing or (sync_wait and not synced)) or time.monotonic() + pause > deadline:
             break
-        time.sleep(0.5)
+        time.sleep(pause)
         waits += 1
     waited = round(time.monotonic() - start, 1) if waits else 0.0
-    out = {"changed": False, "endpoints": results, "leader_wait_s": waited}
+    out = {"changed": False, "endpoints": results, "leader_wait_s": waited, "in_sync": synced}
     out.update(diagnosis)
     out["report"] = format_report(results, diagnosis, params.get("explain", True))
     detector = detector_lines(params.get("detector_state"))

@@ -83,6 +83,9 @@ options:
         every entry the endpoint saw committed just before. raft silently drops a conf change proposed
         without a leader or while the leader has an unapplied one, which every new leader has until it
         commits an entry of its term; etcd then answers nothing and the client waits for its deadline.
+      - O(state=present) too. Seconds an add is asked again (every half second) while etcd refuses it as an
+        C(unhealthy cluster) (it takes a new voter only once every voter has been connected for 5 s, which a
+        member healed or restarted a moment ago has not). Nothing is applied by such a refusal.
     type: float
     default: 30.0
 extends_documentation_fragment:
@@ -167,6 +170,11 @@ initial_cluster:
   description: C(--initial-cluster) value for starting an added member (name=peer_url,...).
   returned: when O(state=present)
   type: str
+add_attempts:
+  description: How many times the add was asked (1 unless etcd refused it as an unhealthy cluster at first).
+  returned: when a member was added (not in check mode)
+  type: int
+  sample: 1
 remove_attempts:
   description: How many times the removal was proposed (1 unless a reply never came and it had been dropped).
   returned: when a member was removed (not in check mode)
@@ -554,6 +562,22 @@ def gather_when_led(params, deadline, waited=None):
         return out
 
 
+def add_member(params, endpoint, peer_urls, pause=0.5):
+    """member_add through endpoint, asked again while etcd refuses it as an unhealthy cluster (a definite
+    refusal, nothing applied) until settle_timeout; (reply, attempts)."""
+    deadline = time.monotonic() + params["settle_timeout"]
+    attempts = 0
+    while True:
+        attempts += 1
+        try:
+            with client_from_params(endpoint, params) as client:
+                return client.member_add(peer_urls, is_learner=params["learner"]).data, attempts
+        except EtcdError as exc:
+            if "unhealthy cluster" not in str(exc) or time.monotonic() + pause > deadline:
+                raise
+        time.sleep(pause)
+
+
 def run(params, check_mode=False):
     check_params(params)
     state = params["state"]
@@ -608,8 +632,7 @@ def run(params, check_mode=False):
             result["member"] = planned
             result["members"] = members
             return result
-        with client_from_params(endpoint, params) as client:
-            reply = client.member_add(peer_urls, is_learner=params["learner"]).data
+        reply, result["add_attempts"] = add_member(params, endpoint, peer_urls)
         added = parse_member(reply.get("member", {}))
         added["healthy"] = False
         result["member"] = added

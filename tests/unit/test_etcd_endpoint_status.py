@@ -219,3 +219,25 @@ def test_without_explain_the_report_is_what_each_member_says():
     rows = {line.split()[0]: line for line in raw.splitlines()[2:]}
     assert rows["etcd-2"].rstrip().endswith("self    3     28          14        20.0 kB  +0.0s  etcd-2")
     assert rows["etcd-0"].rstrip().endswith("etcd-0, etcd-1, etcd-2")
+
+
+@pytest.mark.parametrize("wait", [0, 5])
+def test_sync_wait_asks_again_until_every_member_is_at_the_same_revision(monkeypatch, wait):
+    """A member that was just started answers behind the others for a moment: with sync_wait the module asks
+    again until every member follows the same leader at the same revision."""
+    healthy = {r["endpoint"]: r for r in results_from_recording("3.5", "healthy")}
+    assert mod.in_sync(list(healthy.values()))
+    lagging = dict(healthy)
+    first = next(iter(lagging))
+    lagging[first] = {**lagging[first], "revision": (lagging[first]["revision"] or 0) - 5}
+    calls = {"rounds": 0}
+
+    def run_once(func, items, max_workers=16):
+        answers = lagging if calls["rounds"] < 2 else healthy
+        calls["rounds"] += 1
+        return [answers[e] for e in items]
+
+    monkeypatch.setattr(mod, "parallel_map", run_once)
+    out = mod.run({"endpoints": list(healthy), "sync_wait": wait, "timeout": 1})
+    assert out["in_sync"] is bool(wait)
+    assert calls["rounds"] == (3 if wait else 1)

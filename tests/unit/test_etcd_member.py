@@ -123,3 +123,49 @@ def test_module_rejects_name_and_id_together():
     assert result["failed"] and "mutually exclusive" in result["msg"]
     result = run_module(mod, {"endpoints": ["http://127.0.0.1:2379"], "state": "removed"})
     assert result["failed"] and "value of state must be one of" in result["msg"]
+
+
+class RefusingClient:
+    """member_add refused as an unhealthy cluster `refusals` times, then accepted (as etcd does for 5 s after
+    a voter reconnects); or refused for another reason."""
+
+    def __init__(self, log, refusals, other=None):
+        self.log, self.refusals, self.other = log, refusals, other
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def member_add(self, peer_urls, is_learner=False):
+        self.log.append(peer_urls)
+        if self.other:
+            raise EtcdError(self.other, "http://e0")
+        if len(self.log) <= self.refusals:
+            raise EtcdError("etcdserver: unhealthy cluster", "http://e0")
+        return type("Reply", (), {"data": {"member": {"ID": "1", "peerURLs": peer_urls}}})()
+
+
+@pytest.mark.parametrize(("refusals", "attempts"), [(0, 1), (3, 4)])
+def test_an_add_refused_as_an_unhealthy_cluster_is_asked_again(monkeypatch, refusals, attempts):
+    log = []
+    monkeypatch.setattr(mod, "client_from_params", lambda endpoint, params: RefusingClient(log, refusals))
+    params = {"settle_timeout": 5, "learner": False}
+    reply, tried = mod.add_member(params, "http://e0", ["http://n:2380"], pause=0.01)
+    assert tried == attempts == len(log)
+    assert reply["member"]["peerURLs"] == ["http://n:2380"]
+
+
+def test_an_add_is_not_asked_again_for_other_refusals_nor_past_the_timeout(monkeypatch):
+    log = []
+    refusal = "not enough started members"
+    monkeypatch.setattr(mod, "client_from_params", lambda e, p: RefusingClient(log, 0, refusal))
+    with pytest.raises(EtcdError, match="not enough started members"):
+        mod.add_member({"settle_timeout": 5, "learner": False}, "http://e0", ["http://n:2380"], pause=0.01)
+    assert len(log) == 1
+    log.clear()
+    monkeypatch.setattr(mod, "client_from_params", lambda e, p: RefusingClient(log, 1000))
+    with pytest.raises(EtcdError, match="unhealthy cluster"):
+        mod.add_member({"settle_timeout": 0.1, "learner": False}, "http://e0", ["http://n:2380"], pause=0.02)
+    assert 2 <= len(log) <= 7
