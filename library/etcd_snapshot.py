@@ -91,6 +91,18 @@ options:
         dir). Such a file cannot be checked for corruption.
     type: bool
     default: false
+  create_directory:
+    description:
+      - For O(operation=save), create the directory of O(path) (mode 0755) when it is missing, instead of
+        failing.
+    type: bool
+    default: false
+  metadata:
+    description:
+      - For O(operation=save), also write C(<path without .db>.json) beside the snapshot (mode 0644), this
+        dict with the snapshot's C(revision), C(key_count), C(sha256) and C(size) added, so that whoever
+        restores it later knows where it came from. Written again only when its content changes.
+    type: dict
   transport:
     description:
       - How O(operation=save) streams the snapshot. C(grpc) speaks gRPC over HTTP/2 like etcdctl
@@ -151,6 +163,11 @@ path:
   description: The snapshot file.
   returned: always
   type: str
+metadata_path:
+  description: The metadata file written beside the snapshot.
+  returned: with O(metadata), outside check mode
+  type: str
+  sample: /srv/lab/recovery/snapshot-etcd-0.json
 size:
   description: File size in bytes (database plus the 32-byte hash).
   returned: always
@@ -359,7 +376,9 @@ def save(params, check_mode, runner, which):
     validate_endpoint(endpoint)
     path = params["path"]
     directory = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(directory):
+    if not os.path.isdir(directory) and params.get("create_directory") and not check_mode:
+        os.makedirs(directory, mode=0o755, exist_ok=True)
+    if not os.path.isdir(directory) and not check_mode:
         raise EtcdError(f"Directory {directory} for the snapshot does not exist")
     if os.path.exists(path) and not params["force"]:
         try:
@@ -578,15 +597,47 @@ def argument_spec():
         "skip_hash_check": {"type": "bool", "default": False},
         "bin_dir": {"type": "path"},
         "transport": {"type": "str", "default": "auto", "choices": ["auto", "grpc", "gateway"]},
+        "create_directory": {"type": "bool", "default": False},
+        "metadata": {"type": "dict"},
     }
     spec.update(ETCD_COMMON_ARGUMENT_SPEC)
     return spec
 
 
+def metadata_path(path):
+    """Where the metadata of the snapshot at path goes: the same name with .json instead of .db."""
+    root, ext = os.path.splitext(path)
+    return (root if ext == ".db" else path) + ".json"
+
+
+def write_metadata(path, metadata, result):
+    """Write the snapshot's metadata file (see the metadata option); True when its content changed."""
+    facts = {k: result.get(k) for k in ("revision", "key_count", "sha256", "size")}
+    text = json.dumps({**metadata, **facts}, indent=4, sort_keys=True) + "\n"
+    target = metadata_path(path)
+    try:
+        with open(target, encoding="utf-8") as handle:
+            if handle.read() == text:
+                return False
+    except FileNotFoundError:
+        pass
+    tmp = f"{target}.tmp"
+    with open(tmp, "w", encoding="utf-8") as handle:
+        handle.write(text)
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, target)
+    return True
+
+
 def run(params, check_mode, runner, which):
     op = params["operation"]
     if op == "save":
-        return save(params, check_mode, runner, which)
+        result = save(params, check_mode, runner, which)
+        if params.get("metadata") is not None and not check_mode:
+            wrote = write_metadata(params["path"], params["metadata"], result)
+            result["metadata_path"] = metadata_path(params["path"])
+            result["changed"] = result["changed"] or wrote
+        return result
     if op == "status":
         return status(params, runner, which)
     return restore(params, check_mode, runner, which)

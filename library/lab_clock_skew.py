@@ -45,6 +45,18 @@ options:
     type: str
     choices: [present, absent]
     default: present
+  record:
+    description:
+      - A file that keeps the offset for restarts and C(./lab exec) (a plain number of seconds, C(90),
+        C(-2.5)). O(state=present) writes O(offset) there, O(state=absent) removes it; a change to it counts
+        as a change of the task.
+    type: path
+  reapply:
+    description:
+      - Take the offset from O(record) (a restarted process, whose offset was lost with it). Without a
+        record there is nothing to do (no change, no error).
+    type: bool
+    default: false
   expect_comm:
     description:
       - Process name (C(/proc/PID/comm)) the target must have. This guards against a stale pid file whose
@@ -69,6 +81,18 @@ seealso:
 """
 
 EXAMPLES = r"""
+- name: Clock skew | Run etcd-0 90 seconds ahead, and keep the offset for restarts
+  lab_clock_skew:
+    pidfile: "{{ lab_state_dir }}/nodes/etcd-0/etcd.pid"
+    offset: 90
+    record: "{{ lab_state_dir }}/nodes/etcd-0/clock_offset"
+
+- name: Clock skew | Skew the restarted etcd-0 again, if an offset is recorded
+  lab_clock_skew:
+    pidfile: "{{ lab_state_dir }}/nodes/etcd-0/etcd.pid"
+    record: "{{ lab_state_dir }}/nodes/etcd-0/clock_offset"
+    reapply: true
+
 - name: Clock skew | Run etcd-0 90 seconds ahead
   lab_clock_skew:
     pidfile: "{{ lab_state_dir }}/nodes/etcd-0/etcd.pid"
@@ -112,6 +136,8 @@ action:
   sample: hook
 """
 
+import os
+
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.vdso_clock import ClockSkewError, apply, undo
 
@@ -147,8 +173,72 @@ def process_alive(pidfile: str, comm: str | None) -> bool:
     return comm is None or fields.get("Name", "").strip() == comm
 
 
+def format_offset(offset: float) -> str:
+    """The record's text of an offset: 90 -> "90", -2.5 -> "-2.5"."""
+    text = str(float(offset))
+    return text[:-2] if text.endswith(".0") else text
+
+
+def read_record(path: str) -> float | None:
+    """The offset kept in a record file; None without one."""
+    try:
+        with open(path, encoding="ascii") as handle:
+            text = handle.read().strip()
+    except FileNotFoundError:
+        return None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ClockSkewError(f"cannot read the clock offset record {path}: {exc}") from None
+    try:
+        return float(text)
+    except ValueError:
+        raise ClockSkewError(f"{path} does not hold a number of seconds: {text[:40]!r}") from None
+
+
+def update_record(path: str, offset: float | None, check_mode: bool) -> bool:
+    """Write (offset) or remove (None) the record; True when that changes it."""
+    text = None if offset is None else format_offset(offset) + "\n"
+    try:
+        with open(path, encoding="ascii") as handle:
+            current = handle.read()
+    except FileNotFoundError:
+        current = None
+    except (OSError, UnicodeDecodeError):
+        current = ""
+    if current == text:
+        return False
+    if not check_mode:
+        try:
+            if text is None:
+                os.unlink(path)
+            else:
+                with open(f"{path}.tmp", "w", encoding="ascii") as handle:
+                    handle.write(text)
+                os.chmod(f"{path}.tmp", 0o644)
+                os.replace(f"{path}.tmp", path)
+        except OSError as exc:
+            raise ClockSkewError(f"cannot update the clock offset record {path}: {exc}") from None
+    return True
+
+
 def run(params: dict, check_mode: bool) -> dict:
-    """Do the work of the module; returns the result dict, raises ClockSkewError."""
+    """Do the work of the module, the record included; returns the result dict, raises ClockSkewError."""
+    record = params.get("record")
+    if params.get("reapply"):
+        if not record:
+            raise ClockSkewError("reapply needs the record that holds the offset")
+        offset = read_record(record)
+        if offset is None:
+            return {"changed": False, "pid": None, "offset": None, "previous_offset": None, "action": "none"}
+        return shift({**params, "offset": offset, "state": "present"}, check_mode)
+    result = shift(params, check_mode)
+    if record:
+        wanted = params["offset"] if params["state"] == "present" else None
+        result["changed"] = update_record(record, wanted, check_mode) or result["changed"]
+    return result
+
+
+def shift(params: dict, check_mode: bool) -> dict:
+    """Apply or undo the offset in the process; returns the result dict, raises ClockSkewError."""
     comm = params["expect_comm"] or None
     if params["pid"] is None and params["state"] == "absent" and not process_alive(params["pidfile"], comm):
         # A stopped process runs on no offset: absent is already true (as lab_process treats stale pid files).
@@ -177,6 +267,8 @@ def main() -> None:
             "offset": {"type": "float", "default": 0},
             "state": {"type": "str", "choices": ["present", "absent"], "default": "present"},
             "expect_comm": {"type": "str", "default": "etcd"},
+            "record": {"type": "path"},
+            "reapply": {"type": "bool", "default": False},
         },
         required_one_of=[("pid", "pidfile")],
         mutually_exclusive=[("pid", "pidfile")],

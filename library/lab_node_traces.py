@@ -15,7 +15,8 @@ description:
   - With O(nodes_dir), which members have a C(clock_offset) file (the clock-skew fault's record), and the
     data dirs under the nodes' directories (C(data) and anything named C(data*) beside it, such as a data dir
     moved aside by hand; the role's own C(data.moved-*) and C(*.restoring-*) dirs are left out).
-  - Read-only; never reports a change.
+  - Read-only (never a change), unless O(remove_nft_table=true), which deletes the table from every
+    namespace that holds it (C(nft delete table)), which heals the partition in one call.
 version_added: "1.0.0"
 author: etcd split-brain lab developers
 options:
@@ -36,6 +37,10 @@ options:
     description: The lab's C(nodes/) directory, one directory per member. Without it only the table is
       looked for.
     type: path
+  remove_nft_table:
+    description: Delete O(nft_table) from each namespace that holds it; C(nft_table_in) still names them.
+    type: bool
+    default: false
 attributes:
   check_mode:
     support: full
@@ -87,6 +92,7 @@ def argument_spec() -> dict:
         "nft_table": {"type": "str", "required": True},
         "nft_family": {"type": "str", "default": "inet"},
         "nodes_dir": {"type": "path"},
+        "remove_nft_table": {"type": "bool", "default": False},
     }
 
 
@@ -94,6 +100,13 @@ def has_table(netns: str, family: str, table: str) -> bool:
     """Whether the namespace holds the table; a namespace that is gone holds none."""
     argv = ["ip", "netns", "exec", netns, "nft", "list", "table", family, table]
     return subprocess.run(argv, capture_output=True, check=False).returncode == 0
+
+
+def delete_table(netns: str, family: str, table: str) -> str | None:
+    """Delete the table from the namespace; the error (one line) when nft refuses."""
+    argv = ["ip", "netns", "exec", netns, "nft", "delete", "table", family, table]
+    proc = subprocess.run(argv, capture_output=True, text=True, check=False)
+    return None if proc.returncode == 0 else (proc.stderr.strip().splitlines() or ["nft failed"])[-1]
 
 
 def is_data_dir(name: str) -> bool:
@@ -130,9 +143,20 @@ def run_module() -> None:
     missing = [i for i, node in enumerate(p["nodes"]) if not node.get("name") or not node.get("netns")]
     if missing:
         module.fail_json(msg=f"nodes[{missing[0]}] needs a name and a netns: {p['nodes'][missing[0]]!r}")
-    nft_table_in = [n["name"] for n in p["nodes"] if has_table(n["netns"], p["nft_family"], p["nft_table"])]
+    holding = [n for n in p["nodes"] if has_table(n["netns"], p["nft_family"], p["nft_table"])]
+    nft_table_in = [n["name"] for n in holding]
+    if p["remove_nft_table"] and not module.check_mode:
+        for node in holding:
+            error = delete_table(node["netns"], p["nft_family"], p["nft_table"])
+            if error:
+                module.fail_json(msg=f"cannot delete the table {p['nft_table']} in {node['netns']}: {error}")
     offsets, data_dirs = scan_nodes_dir(p["nodes_dir"]) if p["nodes_dir"] else ([], [])
-    module.exit_json(changed=False, nft_table_in=nft_table_in, clock_offsets=offsets, data_dirs=data_dirs)
+    module.exit_json(
+        changed=bool(p["remove_nft_table"] and holding),
+        nft_table_in=nft_table_in,
+        clock_offsets=offsets,
+        data_dirs=data_dirs,
+    )
 
 
 def main() -> None:

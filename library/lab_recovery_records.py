@@ -1,12 +1,12 @@
 #!/usr/bin/python
-"""Ansible module lab_recovery_records: what earlier recover.yml runs recorded, read in one call."""
+"""Ansible module lab_recovery_records: what recover.yml runs recorded, read (and written) in one call."""
 
 from __future__ import annotations
 
 DOCUMENTATION = r"""
 ---
 module: lab_recovery_records
-short_description: Read the records that earlier recover.yml runs left in the recovery directory
+short_description: Read (and write) the records that recover.yml runs keep in the recovery directory
 description:
   - recover.yml can be killed at any task and run again; what an earlier run decided is kept in small files
     of the recovery directory. This module reads them all at once, so that a run that finds nothing to do
@@ -17,7 +17,9 @@ description:
     marker of its finished replay (the replay is pending while the marker does not hold the report's
     sha256); C(offline-read.json) lists the data dirs moved aside by hand that an earlier run read.
   - A missing file is an empty record; a file that does not hold what it should fails with one line naming it.
-  - Read-only; never reports a change.
+  - With O(forks), O(offline_read) or O(mark_reconciled) it first writes that record (atomically, the
+    directory created when missing), and reports a change when the file's content changed; then it reads
+    them all as above.
 version_added: "1.0.0"
 author: etcd split-brain lab developers
 options:
@@ -25,6 +27,22 @@ options:
     description: The recovery directory (it need not exist).
     type: path
     required: true
+  forks:
+    description:
+      - Write C(forks.json) with these forks (sorted, without repeats); an empty list clears the record.
+    type: list
+    elements: str
+  offline_read:
+    description:
+      - Write C(offline-read.json) with these data dirs (relative to the lab's state dir).
+    type: list
+    elements: str
+  mark_reconciled:
+    description:
+      - Write C(reconciled.sha256) with the sha256 of C(conflicts.json) (the replay of that report finished).
+        Nothing is written without a report.
+    type: bool
+    default: false
 attributes:
   check_mode:
     support: full
@@ -35,6 +53,11 @@ EXAMPLES = r"""
   lab_recovery_records:
     path: "{{ lab_state_dir }}/recovery"
   register: recover_records
+
+- name: Stop writes | Record the forks first
+  lab_recovery_records:
+    path: "{{ lab_state_dir }}/recovery"
+    forks: [etcd-2]
 """
 
 RETURN = r"""
@@ -85,7 +108,48 @@ class RecordError(ValueError):
 
 
 def argument_spec() -> dict:
-    return {"path": {"type": "path", "required": True}}
+    return {
+        "path": {"type": "path", "required": True},
+        "forks": {"type": "list", "elements": "str"},
+        "offline_read": {"type": "list", "elements": "str"},
+        "mark_reconciled": {"type": "bool", "default": False},
+    }
+
+
+# The records this module writes: option -> (file, key in the file's object).
+WRITABLE = {"forks": ("forks.json", "forks"), "offline_read": ("offline-read.json", "dirs")}
+
+
+def write_record(path: str, option: str, values: list[str], check_mode: bool = False) -> bool:
+    """Write one record (sorted, no repeats) atomically; True when the file's content changed."""
+    name, key = WRITABLE[option]
+    text = json.dumps({key: sorted(set(values))}, indent=4) + "\n"
+    return write_text(os.path.join(path, name), text, check_mode)
+
+
+def mark_reconciled(path: str, check_mode: bool = False) -> bool:
+    """Write the replay's marker: the sha256 of the conflict report (none without a report)."""
+    digest = sha256_of(os.path.join(path, "conflicts.json"))
+    marker = os.path.join(path, "reconciled.sha256")
+    return digest is not None and write_text(marker, f"{digest}\n", check_mode)
+
+
+def write_text(target: str, text: str, check_mode: bool) -> bool:
+    """Write text to target atomically (its directory made when missing); True when the content changed."""
+    path = os.path.dirname(target)
+    if read_text(target) == text:
+        return False
+    if not check_mode:
+        try:
+            os.makedirs(path, mode=0o755, exist_ok=True)
+            tmp = f"{target}.tmp"
+            with open(tmp, "w", encoding="utf-8") as handle:
+                handle.write(text)
+            os.chmod(tmp, 0o644)
+            os.replace(tmp, target)
+        except OSError as exc:
+            raise RecordError(f"cannot write {target}: {exc}") from None
+    return True
 
 
 def read_text(path: str) -> str | None:
@@ -150,11 +214,18 @@ def read_records(path: str) -> dict:
 
 def run_module() -> None:
     module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
+    changed = False
     try:
+        path = module.params["path"]
+        for option in WRITABLE:
+            if module.params[option] is not None:
+                changed |= write_record(path, option, module.params[option], module.check_mode)
+        if module.params["mark_reconciled"]:
+            changed |= mark_reconciled(path, module.check_mode)
         records = read_records(module.params["path"])
     except RecordError as exc:
         module.fail_json(msg=str(exc))
-    module.exit_json(changed=False, **records)
+    module.exit_json(changed=changed, **records)
 
 
 def main() -> None:

@@ -100,7 +100,7 @@ def test_recover_killed_in_its_rejoin_step_then_run_again(clean_host):
     setup_lab()
     lab = lab_json()
     forced = lab["forced"]
-    first = kill_recover_at(f"Rejoin | Look for the member's data dir: {forced}")
+    first = kill_recover_at(f"Rejoin | Move the old data dir aside (never deleted): {forced}")
     assert "Rejoin | Remove every member to rejoin" in first
     # The member to rejoin is out of the membership, the fork is stopped: a healthy majority is left.
     listed = etcdctl_on(lab["majority"][0], "member", "list")

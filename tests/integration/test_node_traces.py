@@ -7,7 +7,7 @@ from __future__ import annotations
 import subprocess
 
 import pytest
-from lab_node_traces import has_table, scan_nodes_dir
+from lab_node_traces import delete_table, has_table, scan_nodes_dir
 
 NETNS = ("sbtrc-etcd-0", "sbtrc-etcd-1")
 TABLE = "sbtrc_partition"
@@ -30,6 +30,15 @@ def test_the_table_is_found_only_where_it_is(namespaces):
     assert not has_table(with_table, "ip", TABLE), "the family is part of the question"
     subprocess.run(["ip", "netns", "exec", with_table, "nft", "delete", "table", "inet", TABLE], check=True)
     assert not has_table(with_table, "inet", TABLE)
+
+
+def test_the_table_is_deleted_where_it_is_and_a_refusal_is_one_line(namespaces):
+    with_table, without = namespaces
+    subprocess.run(["ip", "netns", "exec", with_table, "nft", "add", "table", "inet", TABLE], check=True)
+    assert delete_table(with_table, "inet", TABLE) is None
+    assert not has_table(with_table, "inet", TABLE)
+    error = delete_table(without, "inet", TABLE)
+    assert error and "\n" not in error
 
 
 def test_a_namespace_that_is_gone_holds_no_table():

@@ -240,3 +240,30 @@ def test_module_argument_errors(args, message):
 
     result = run_module(mod, args)
     assert result["failed"] and message in result["msg"], result["msg"]
+
+
+def test_the_metadata_goes_beside_the_snapshot_and_is_written_again_only_when_it_changes(tmp_path):
+    path = str(tmp_path / "snapshot-etcd-2.db")
+    assert mod.metadata_path(path) == str(tmp_path / "snapshot-etcd-2.json")
+    assert mod.metadata_path("/x/snap") == "/x/snap.json"
+    result = {"revision": 12, "key_count": 3, "sha256": "ab" * 32, "size": 4096, "tool": "etcdutl"}
+    assert mod.write_metadata(path, {"member": "etcd-2", "side": "fork"}, result) is True
+    written = json.loads((tmp_path / "snapshot-etcd-2.json").read_text())
+    assert written == {"member": "etcd-2", "side": "fork", "revision": 12, "key_count": 3,
+                       "sha256": "ab" * 32, "size": 4096}  # fmt: skip
+    assert (tmp_path / "snapshot-etcd-2.json").stat().st_mode & 0o777 == 0o644
+    assert mod.write_metadata(path, {"member": "etcd-2", "side": "fork"}, result) is False
+    assert mod.write_metadata(path, {"member": "etcd-2", "side": "fork"}, {**result, "revision": 13}) is True
+
+
+def test_save_creates_the_directory_only_when_told(tmp_path):
+    from integration.etcd_fixtures import run_module
+
+    args = {"operation": "save", "path": str(tmp_path / "new" / "x.db"), "endpoints": ["http://127.0.0.1:1"],
+            "timeout": 0.5}  # fmt: skip
+    refused = run_module(mod, args)
+    assert refused["failed"] and "does not exist" in refused["msg"]
+    assert not (tmp_path / "new").exists()
+    told = run_module(mod, {**args, "create_directory": True})
+    assert told["failed"] and "does not exist" not in told["msg"]  # nobody listens on port 1
+    assert (tmp_path / "new").is_dir()

@@ -7,7 +7,7 @@ import hashlib
 import json
 
 import pytest
-from lab_recovery_records import RecordError, read_records
+from lab_recovery_records import RecordError, mark_reconciled, read_records, write_record
 
 
 def test_an_empty_or_missing_directory_has_no_records(tmp_path):
@@ -77,3 +77,40 @@ def test_a_broken_record_is_named(tmp_path, name, content, said):
     with pytest.raises(RecordError, match=said.replace("(", r"\(").replace(")", r"\)")) as err:
         read_records(str(tmp_path))
     assert "\n" not in str(err.value)
+
+
+def test_a_written_record_is_read_back_and_a_second_write_changes_nothing(tmp_path):
+    path = tmp_path / "recovery"  # not there yet: the write creates it
+    assert write_record(str(path), "forks", ["etcd-2", "etcd-1", "etcd-2"]) is True
+    assert read_records(str(path))["forks"] == ["etcd-1", "etcd-2"]
+    assert write_record(str(path), "forks", ["etcd-1", "etcd-2"]) is False
+    assert write_record(str(path), "offline_read", ["nodes/etcd-2/data.old"]) is True
+    assert read_records(str(path))["offline_read"] == ["nodes/etcd-2/data.old"]
+    assert write_record(str(path), "forks", []) is True
+    assert read_records(str(path))["forks"] == []
+    assert (path / "forks.json").stat().st_mode & 0o777 == 0o644
+
+
+def test_check_mode_writes_nothing_but_says_it_would(tmp_path):
+    assert write_record(str(tmp_path / "recovery"), "forks", ["etcd-2"], check_mode=True) is True
+    assert not (tmp_path / "recovery").exists()
+
+
+def test_a_record_that_cannot_be_written_is_one_line_naming_it(tmp_path):
+    (tmp_path / "file").write_text("not a dir")
+    with pytest.raises(RecordError, match=r"cannot (read|write) .*file/forks.json"):
+        write_record(str(tmp_path / "file"), "forks", ["etcd-2"])
+
+
+def test_the_replay_marker_holds_the_reports_sha256_and_ends_the_pending_replay(tmp_path):
+    assert mark_reconciled(str(tmp_path)) is False  # no report: no marker
+    assert not (tmp_path / "reconciled.sha256").exists()
+    (tmp_path / "conflicts.json").write_text('{"members": []}')
+    assert read_records(str(tmp_path))["reconcile_pending"] is True
+    assert mark_reconciled(str(tmp_path)) is True
+    got = read_records(str(tmp_path))
+    assert got["reconcile_pending"] is False
+    assert got["reconciled_sha256"] == hashlib.sha256(b'{"members": []}').hexdigest()
+    assert mark_reconciled(str(tmp_path)) is False
+    (tmp_path / "conflicts.json").write_text('{"members": ["etcd-2"]}')  # a new report: pending again
+    assert read_records(str(tmp_path))["reconcile_pending"] is True
