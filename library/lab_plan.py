@@ -68,9 +68,10 @@ options:
     default: ""
   tls:
     description:
-      - Mutual TLS on the client and peer ports (C(lab_tls)), local platform only. The URLs become
+      - Mutual TLS on the client and peer ports (C(lab_tls)), on both platforms. The URLs become
         C(https://), and the layout gets C(tls) with the lab's PKI directory (C(<state_dir>/pki), made by the
-        C(lab_pki) module) and the CA and client certificate every client uses.
+        C(lab_pki) module) and the CA and client certificate every client uses. On kind the same PKI goes
+        into Secrets (the kind_cluster role); the controller keeps using the files under C(<state_dir>/pki).
       - Needs O(state_dir).
     type: bool
     default: false
@@ -186,8 +187,8 @@ plan:
           forced: false
       notes:
         - With platform kind, client_url is the host-mapped URL (http://127.0.0.1:32379 for etcd-0) and
-          peer_url the member's DNS name (http://etcd-0.etcd-peer.kube-system.svc.cluster.local:2380);
-          ip, netns and veth_* are not used on kind.
+          peer_url the member's DNS name (http://etcd-0.etcd-peer.kube-system.svc.cluster.local:2380),
+          both https:// with O(tls); ip, netns and veth_* are not used on kind.
 """
 
 import contextlib
@@ -470,11 +471,6 @@ def build_plan(
             }
         )
     if platform == "kind":
-        if tls_dir:
-            raise PlanError(
-                "lab_tls=true is built for the local platform only so far: give -e lab_tls=false with "
-                "lab_platform=kind"
-            )
         use_kind_urls(entries, {**KIND_DEFAULTS, **(kind or {})})
     plan = {
         "name": name,

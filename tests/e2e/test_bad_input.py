@@ -217,7 +217,6 @@ SETUP_CASES = [
     (["-e", "lab_clock_skew_offset=abc"], "lab_clock_skew_offset='abc' is not a number of seconds"),
     (["-e", "lab_clock_skew_offset=100000"], "lab_clock_skew_offset=100000 is more than a day"),
     (["-e", "lab_tls=maybe"], "lab_tls=maybe is not true or false"),
-    (["-e", "lab_tls=true", "-e", "lab_platform=kind"], "lab_tls=true is built for the local platform only"),
     (["-e", "lab_name=Bad_Name"], "lab_name='Bad_Name' must be 1 to 6 lower-case letters or digits"),
     (["-e", "lab_name=muchtoolong"], "(it prefixes interface names"),
     (["-e", "lab_state_dir=/proc/sbbad-state"], "lab_state_dir=/proc/sbbad-state is not writable"),

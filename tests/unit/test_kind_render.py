@@ -1,20 +1,24 @@
 """The kind platform, checked offline: render_kind.yml's manifests against the schemas and each other.
 
-Nothing here starts a cluster. The playbook renders the manifests of a 3- and a 5-member lab (in parallel, to
-keep the module under a minute); every Kubernetes object is validated in strict mode against the schemas of
-the pinned node image's Kubernetes version, then the wiring is checked the way the API server and kubelet
-would resolve it: selectors against the pods the controllers create, ports, probes, volumes, ConfigMap keys,
-the per-member override, the NetworkPolicies as an allow-list, the kind port mappings. The helper scripts
-that run in the containers are taken from the rendered ConfigMaps and run here on temporary directories.
+Nothing here starts a cluster. The playbook renders the manifests of a 3- and a 5-member TLS lab (the
+default) and of a 3-member plain one (in parallel, to keep the module under a minute); every Kubernetes
+object is validated in strict mode against the schemas of the pinned node image's Kubernetes version, then
+the wiring is checked the way the API server and kubelet would resolve it: selectors against the pods the
+controllers create, ports, probes, volumes, ConfigMap and Secret keys, the per-member override, the
+NetworkPolicies as an allow-list, the kind port mappings; on the TLS renders, the certificates in the
+Secrets themselves (names, usages, CA, keys) and the files' modes. The helper scripts that run in the
+containers are taken from the rendered ConfigMaps and run here on temporary directories.
 """
 
 from __future__ import annotations
 
+import base64
 import fcntl
 import importlib.util
 import os
 import re
 import shlex
+import stat
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -23,6 +27,10 @@ from pathlib import Path
 import kubernetes_validate
 import pytest
 import yaml
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from lab_plan import build_plan
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -37,9 +45,12 @@ KIND_VARS = yaml.safe_load((ROOT / "inventory" / "local" / "group_vars" / "all" 
 NAMESPACE = KIND_VARS["lab_kind_namespace"]
 CLIENT_PORT = DEFAULTS["kind_cluster_client_port"]
 PEER_PORT = DEFAULTS["kind_cluster_peer_port"]
+METRICS_PORT = DEFAULTS["kind_cluster_metrics_port"]
 PORT_BASE = DEFAULTS["kind_cluster_client_node_port_base"]
+PKI_MOUNT = ROLE_VARS["kind_cluster_pki_mount"]
 POD_NAME_LABEL = "statefulset.kubernetes.io/pod-name"
-SIZES = (3, 5)
+# (members, TLS): the first renders with lab_tls unset and no LAB_TLS: TLS is the default.
+VARIANTS = ((3, True), (5, True), (3, False))
 BAD_INPUT = {
     "no render dir": ([], "lab_render_dir is not set"),
     "even size": (["-e", "lab_members=4"], "lab_members=4 is even"),
@@ -56,6 +67,7 @@ SYSTEM_PODS = [
 @dataclass
 class Render:
     members: int
+    tls: bool
     dir: Path
     plan: dict
     kind_config: dict = field(default_factory=dict)
@@ -72,6 +84,7 @@ class Render:
 
 def _playbook(*args: str) -> subprocess.Popen:
     env = {**os.environ, "ANSIBLE_NOCOLOR": "1", "ANSIBLE_FORCE_COLOR": "0", "PYTHONWARNINGS": "ignore"}
+    env.pop("LAB_TLS", None)
     return subprocess.Popen(
         [str(ANSIBLE_PLAYBOOK), str(PLAYBOOK), *args],
         cwd=ROOT,
@@ -87,8 +100,11 @@ def runs(tmp_path_factory):
     """Every playbook run of this module, started together: the renders and the bad-input runs."""
     base = tmp_path_factory.mktemp("kind-render")
     procs = {}
-    for size in SIZES:
-        procs[size] = _playbook("-e", f"lab_render_dir={base}/{size}", "-e", f"lab_members={size}")
+    for index, (size, tls) in enumerate(VARIANTS):
+        tls_arg = [] if index == 0 else ["-e", f"lab_tls={str(tls).lower()}"]
+        procs[(size, tls)] = _playbook(
+            "-e", f"lab_render_dir={base}/{size}-{tls}", "-e", f"lab_members={size}", *tls_arg
+        )
     for label, (args, _msg) in BAD_INPUT.items():
         render_dir = [] if label == "no render dir" else ["-e", f"lab_render_dir={base}/bad-{len(procs)}"]
         procs[label] = (_playbook(*render_dir, *args), base / f"bad-{len(procs)}")
@@ -96,15 +112,18 @@ def runs(tmp_path_factory):
     for key, proc in procs.items():
         proc, bad_dir = proc if isinstance(proc, tuple) else (proc, None)
         stdout, _ = proc.communicate(timeout=170)
-        out[key] = (proc.returncode, stdout, bad_dir if bad_dir is not None else base / str(key))
+        default_dir = base / (f"{key[0]}-{key[1]}" if isinstance(key, tuple) else str(key))
+        out[key] = (proc.returncode, stdout, bad_dir if bad_dir is not None else default_dir)
     return out
 
 
-@pytest.fixture(scope="module", params=SIZES, ids=[f"{n}-members" for n in SIZES])
+@pytest.fixture(
+    scope="module", params=VARIANTS, ids=[f"{n}-members-{'tls' if t else 'plain'}" for n, t in VARIANTS]
+)
 def render(request, runs) -> Render:
-    size = request.param
-    rc, stdout, out_dir = runs[size]
-    assert rc == 0, f"render_kind.yml failed for {size} members:\n{stdout[-3000:]}"
+    size, tls = request.param
+    rc, stdout, out_dir = runs[(size, tls)]
+    assert rc == 0, f"render_kind.yml failed for {size} members, TLS {tls}:\n{stdout[-3000:]}"
     plan = build_plan(
         platform="kind",
         members=size,
@@ -113,8 +132,9 @@ def render(request, runs) -> Render:
         subnet="198.18.213.0/24",
         isolated=[],
         forced="",
+        tls_dir=str(out_dir / "pki") if tls else None,
     )
-    result = Render(size, out_dir, plan)
+    result = Render(size, tls, out_dir, plan)
     result.kind_config = yaml.safe_load((out_dir / "kind-cluster.yaml").read_text())
     for path in sorted(out_dir.glob("[0-9][0-9]-*.yaml")):
         result.objects += [doc for doc in yaml.safe_load_all(path.read_text()) if doc]
@@ -293,13 +313,17 @@ def test_services_select_the_right_pods_and_ports(render):
 
 
 def test_probes_point_at_real_ports_and_never_kill_a_leaderless_member(render):
+    # With TLS the client port wants a client certificate, which the kubelet has not: the probes use
+    # etcd's plain-HTTP metrics port (kubeadm's 2381), which the init container's config opens.
+    port = METRICS_PORT if render.tls else CLIENT_PORT
     for pod in etcd_pods(render):
         etcd = next(c for c in pod["spec"]["containers"] if c["name"] == "etcd")
         for probe_name in ("startupProbe", "readinessProbe", "livenessProbe"):
             probe = etcd[probe_name]
             handler = probe.get("httpGet") or probe.get("tcpSocket")
-            assert resolve_port(etcd, handler["port"]) == CLIENT_PORT, probe_name
+            assert resolve_port(etcd, handler["port"]) == port, probe_name
         assert etcd["readinessProbe"]["httpGet"]["path"] == "/health"
+        assert etcd["readinessProbe"]["httpGet"].get("scheme", "HTTP") == "HTTP"
         # /health fails without a leader: liveness on it would restart the isolated member in a loop.
         assert "httpGet" not in etcd["livenessProbe"] and "tcpSocket" in etcd["livenessProbe"]
 
@@ -333,6 +357,10 @@ def test_volume_mounts_configmaps_and_claims_exist(render):
         for volume in volumes.values():
             if "configMap" in volume and not volume["configMap"].get("optional"):
                 assert volume["configMap"]["name"] in configmaps, (pod["name"], volume)
+            for source in secret_sources(volume):
+                secret = render.one("Secret", source["secretName"])
+                for item in source["items"]:
+                    assert item["key"] in secret["data"], (pod["name"], source["secretName"], item)
             if "persistentVolumeClaim" in volume:
                 assert volume["persistentVolumeClaim"]["claimName"] in claims, (pod["name"], volume)
 
@@ -351,6 +379,34 @@ def test_configmaps_carry_the_project_scripts_unchanged(render):
         assert data[name] == path.read_text(), f"{name} differs from {path}"
 
 
+def secret_sources(volume: dict) -> list[dict]:
+    """A Secret volume's or a projected volume's Secrets: secretName, items (mode resolved), as mounted."""
+    if "secret" in volume:
+        default = volume["secret"].get("defaultMode", 0o644)
+        sources = [(volume["secret"]["secretName"], volume["secret"].get("items"))]
+    elif "projected" in volume:
+        default = volume["projected"].get("defaultMode", 0o644)
+        sources = [(s["secret"]["name"], s["secret"].get("items")) for s in volume["projected"]["sources"]]
+    else:
+        return []
+    out = []
+    for name, items in sources:
+        assert items, f"Secret {name} is mounted whole: name its keys and their modes"
+        out.append({"secretName": name, "items": [{**i, "mode": i.get("mode", default)} for i in items]})
+    return out
+
+
+def materialize(render: Render, volume: dict, dest: Path) -> None:
+    """Write a Secret or projected volume's files as the kubelet would: the items' paths and modes."""
+    for source in secret_sources(volume):
+        data = render.one("Secret", source["secretName"])["data"]
+        for item in source["items"]:
+            path = dest / item["path"]
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(base64.b64decode(data[item["key"]]))
+            path.chmod(item["mode"])
+
+
 def _config_runs(render: Render, tmp_path: Path, overrides: dict) -> dict[str, dict]:
     """Run the init container's command for every member, with its mounts on temporary dirs."""
     sts = render.one("StatefulSet", ROLE_VARS["kind_cluster_statefulset"])
@@ -364,6 +420,9 @@ def _config_runs(render: Render, tmp_path: Path, overrides: dict) -> dict[str, d
         root = tmp_path / member["name"]
         mounts = {m["mountPath"]: root / m["name"] for m in init["volumeMounts"]}
         (mounts["/etc/etcd-overrides"]).mkdir(parents=True)
+        volumes = {v["name"]: v for v in spec["volumes"]}
+        for mount in init["volumeMounts"]:
+            materialize(render, volumes[mount["name"]], mounts[mount["mountPath"]])
         for key, text in overrides.items():
             (mounts["/etc/etcd-overrides"] / key).write_text(text)
         argv = []
@@ -381,7 +440,21 @@ def _config_runs(render: Render, tmp_path: Path, overrides: dict) -> dict[str, d
         etcd_mount = next(m for m in etcd["volumeMounts"] if config_arg.startswith(m["mountPath"] + "/"))
         init_path = next(p for p, local in mounts.items() if local.name == etcd_mount["name"])
         written = mounts[init_path] / os.path.relpath(config_arg, etcd_mount["mountPath"])
-        results[member["name"]] = yaml.safe_load(written.read_text())
+        text = written.read_text()
+        for path, local in mounts.items():  # back to the paths inside the pod
+            text = text.replace(str(local), path)
+        config = yaml.safe_load(text)
+        # Every file the config names is read by etcd through one of its own mounts: resolved to the
+        # init container's copy of that volume.
+        etcd_mounts = {m["mountPath"]: m["name"] for m in etcd["volumeMounts"]}
+        by_name = {m["name"]: local for m in init["volumeMounts"] for local in [mounts[m["mountPath"]]]}
+        files = {}
+        for block in ("client-transport-security", "peer-transport-security"):
+            for key, value in (config.get(block) or {}).items():
+                if key.endswith("-file"):
+                    mount = next(m for m in etcd_mounts if value.startswith(m + "/"))
+                    files[f"{block}.{key}"] = by_name[etcd_mounts[mount]] / os.path.relpath(value, mount)
+        results[member["name"]] = {**config, "_files": files}
     return results
 
 
@@ -397,13 +470,18 @@ def test_init_container_gives_each_member_its_config(render, tmp_path, capsys):
         for m in sts["spec"]["template"]["spec"]["containers"][0]["volumeMounts"]
         if m["name"] == "data"
     )
+    scheme = "https" if render.tls else "http"
+    cluster = cluster.replace("=http://", f"={scheme}://")
     for name, config in configs.items():
         assert config["name"] == name
         assert config["initial-cluster"] == cluster
-        assert config["initial-advertise-peer-urls"] == f"http://{name}.{domain}:{PEER_PORT}"
-        assert config["advertise-client-urls"] == f"http://{name}.{domain}:{CLIENT_PORT}"
-        assert config["listen-client-urls"] == f"http://0.0.0.0:{CLIENT_PORT}"
-        assert config["listen-peer-urls"] == f"http://0.0.0.0:{PEER_PORT}"
+        assert config["initial-advertise-peer-urls"] == f"{scheme}://{name}.{domain}:{PEER_PORT}"
+        assert config["advertise-client-urls"] == f"{scheme}://{name}.{domain}:{CLIENT_PORT}"
+        assert config["listen-client-urls"] == f"{scheme}://0.0.0.0:{CLIENT_PORT}"
+        assert config["listen-peer-urls"] == f"{scheme}://0.0.0.0:{PEER_PORT}"
+        assert config["initial-cluster"] == ",".join(
+            f"{m['name']}={m['peer_url']}" for m in render.plan["members"]
+        )
         assert config["initial-cluster-state"] == "new" and config["force-new-cluster"] is False
         assert os.path.dirname(config["data-dir"]) == data_mount
     capsys.readouterr()
@@ -440,6 +518,178 @@ def test_a_held_member_waits_and_gets_no_config(render, tmp_path, capsys):
     assert module.main([*common, "--name=etcd-1", f"--out={out}"]) == 0
     assert yaml.safe_load(out.read_text())["initial-cluster-state"] == "existing"
     capsys.readouterr()
+
+
+# --- mutual TLS ------------------------------------------------------------------------------------------
+
+
+def _cert(b64: str) -> x509.Certificate:
+    return x509.load_pem_x509_certificate(base64.b64decode(b64))
+
+
+def _sans(cert: x509.Certificate) -> set[str]:
+    alt = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    return set(alt.get_values_for_type(x509.DNSName)) | {
+        str(ip) for ip in alt.get_values_for_type(x509.IPAddress)
+    }
+
+
+def _eku(cert: x509.Certificate) -> set:
+    return set(cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value)
+
+
+def test_the_secrets_hold_each_members_certificates_for_the_names_it_is_reached_by(render):
+    secrets = {s["metadata"]["name"]: s for s in render.get("Secret")}
+    if not render.tls:
+        assert not secrets and not (render.dir / "15-etcd-pki.yaml").exists()
+        return
+    client_secret = ROLE_VARS["kind_cluster_client_secret"]
+    names = [f"{m['name']}-{kind}" for m in render.plan["members"] for kind in ("server", "peer")]
+    assert sorted(secrets) == sorted([*names, client_secret])
+    ca = _cert(secrets[client_secret]["data"]["ca.crt"])
+    assert ca.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
+    sts = render.one("StatefulSet", ROLE_VARS["kind_cluster_statefulset"])
+    domain = f"{sts['spec']['serviceName']}.{NAMESPACE}"
+    for secret in secrets.values():
+        assert secret["type"] == "kubernetes.io/tls" and set(secret["data"]) == {
+            "ca.crt",
+            "tls.crt",
+            "tls.key",
+        }
+        assert _cert(secret["data"]["ca.crt"]) == ca
+        cert = _cert(secret["data"]["tls.crt"])
+        key = serialization.load_pem_private_key(base64.b64decode(secret["data"]["tls.key"]), None)
+        spki = (serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+        assert key.public_key().public_bytes(*spki) == cert.public_key().public_bytes(*spki)
+        assert cert.issuer == ca.subject
+        ca.public_key().verify(
+            cert.signature,
+            cert.tbs_certificate_bytes,
+            ec.ECDSA(cert.signature_hash_algorithm),
+        )
+    for member in render.plan["members"]:
+        name = member["name"]
+        for kind in ("server", "peer"):
+            cert = _cert(secrets[f"{name}-{kind}"]["data"]["tls.crt"])
+            assert cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value == name
+            assert _eku(cert) == {ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH}
+            sans = _sans(cert)
+            # The peers dial the peer URLs; the writers the client Service; the controller 127.0.0.1.
+            assert member["peer_url"].split("//")[1].rsplit(":", 1)[0] in sans
+            assert {f"{name}.{domain}.svc.cluster.local", f"{name}.{domain}.svc", f"{name}"} <= sans
+            assert f"{name}-client.{NAMESPACE}.svc.cluster.local" in sans
+            assert f"{ROLE_VARS['kind_cluster_statefulset']}-ready.{NAMESPACE}.svc.cluster.local" in sans
+            if kind == "server":
+                assert {"localhost", "127.0.0.1"} <= sans
+            others = {m["name"] for m in render.plan["members"]} - {name}
+            assert not any(s.split(".")[0].removesuffix("-client") in others for s in sans), sans
+    client = _cert(secrets[client_secret]["data"]["tls.crt"])
+    assert _eku(client) == {ExtendedKeyUsageOID.CLIENT_AUTH}
+    # The CA's key stays on the controller: no Secret holds it.
+    ca_key = (render.dir / "pki" / "ca.key").read_bytes()
+    assert all(base64.b64decode(v) != ca_key for sec in secrets.values() for v in sec["data"].values())
+
+
+def test_private_keys_are_never_world_readable(render):
+    manifest = render.dir / "15-etcd-pki.yaml"
+    if render.tls:
+        assert stat.S_IMODE(manifest.stat().st_mode) == 0o600
+    mounted_keys = 0
+    for pod in pods(render):
+        for volume in pod["spec"].get("volumes", []):
+            for source in secret_sources(volume):
+                for item in source["items"]:
+                    if item["key"] == "tls.key":
+                        mounted_keys += 1
+                        assert item["mode"] & 0o077 == 0, (pod["name"], source["secretName"], item)
+                    assert item["mode"] & 0o022 == 0, (pod["name"], item)
+            if volume["name"] == "pki" and "emptyDir" in volume:
+                assert volume["emptyDir"]["medium"] == "Memory"  # the copied keys never touch the node's disk
+    # Every etcd pod (its own server and peer keys, from all members' Secrets), every writer: a key each.
+    writers = len(render.get("Deployment"))
+    assert mounted_keys == (2 * render.members * render.members + writers if render.tls else 0)
+
+
+def test_the_etcd_container_holds_only_its_own_certificates_and_etcdctl_finds_them(render, tmp_path, capsys):
+    sts = render.one("StatefulSet", ROLE_VARS["kind_cluster_statefulset"])
+    spec = sts["spec"]["template"]["spec"]
+    etcd = next(c for c in spec["containers"] if c["name"] == "etcd")
+    volumes = {v["name"]: v for v in spec["volumes"]}
+    # The Secrets (every member's keys) reach the init container only.
+    assert not any(secret_sources(volumes.get(m["name"], {})) for m in etcd["volumeMounts"])
+    env = {e["name"]: e.get("value") for e in etcd["env"]}
+    configs = _config_runs(render, tmp_path, {})
+    if not render.tls:
+        assert not any(k.startswith("ETCDCTL_") for k in env)
+        for config in configs.values():
+            assert "client-transport-security" not in config and "listen-metrics-urls" not in config
+        capsys.readouterr()
+        return
+    assert env["ETCDCTL_CACERT"] == f"{PKI_MOUNT}/ca.crt"
+    assert (
+        env["ETCDCTL_CERT"] == f"{PKI_MOUNT}/server.crt" and env["ETCDCTL_KEY"] == f"{PKI_MOUNT}/server.key"
+    )
+    (pki_mount,) = [m for m in etcd["volumeMounts"] if m["mountPath"] == PKI_MOUNT]
+    assert pki_mount["readOnly"] is True and "emptyDir" in volumes[pki_mount["name"]]
+    for name, config in configs.items():
+        assert config["listen-metrics-urls"] == f"http://0.0.0.0:{METRICS_PORT}"
+        for block, prefix in (("client-transport-security", "server"), ("peer-transport-security", "peer")):
+            settings = config[block]
+            assert settings["client-cert-auth"] is True
+            assert settings["trusted-ca-file"] == f"{PKI_MOUNT}/ca.crt"
+            assert settings["cert-file"] == f"{PKI_MOUNT}/{prefix}.crt"
+            assert settings["key-file"] == f"{PKI_MOUNT}/{prefix}.key"
+            cert_file = config["_files"][f"{block}.cert-file"]
+            key_file = config["_files"][f"{block}.key-file"]
+            cert = x509.load_pem_x509_certificate(cert_file.read_bytes())
+            # The member's own certificate, copied by the init container; its key readable by etcd only.
+            assert cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value == name
+            assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+            assert stat.S_IMODE(cert_file.stat().st_mode) == 0o644
+            assert sorted(p.name for p in cert_file.parent.iterdir()) == [
+                "ca.crt",
+                "peer.crt",
+                "peer.key",
+                "server.crt",
+                "server.key",
+            ]
+    capsys.readouterr()
+
+
+def test_a_member_without_its_secret_gets_no_config(render, tmp_path, capsys):
+    if not render.tls:
+        return
+    scripts = render.one("ConfigMap", "etcd-scripts")["data"]
+    module = load_script("lab_etcd_config_tls", scripts["lab_etcd_config.py"], tmp_path)
+    (tmp_path / "overrides").mkdir()
+    (tmp_path / "from" / "etcd-0").mkdir(parents=True)
+    out = tmp_path / "etcd.yaml"
+    argv = [
+        "--members=3", "--peer-domain=p.svc", "--token=t", "--data-dir=/d", "--name=etcd-1",
+        f"--overrides-dir={tmp_path / 'overrides'}", f"--out={out}",
+        f"--tls-from={tmp_path / 'from'}", f"--tls-dir={tmp_path / 'pki'}",
+    ]  # fmt: skip
+    assert module.main(argv) == 2 and not out.exists()
+    assert "etcd-1/ca.crt" in capsys.readouterr().err
+
+
+def test_the_writers_and_the_fault_reach_the_members_with_the_client_certificate(render):
+    if not render.tls:
+        return
+    for dep in render.get("Deployment"):
+        spec = dep["spec"]["template"]["spec"]
+        (container,) = spec["containers"]
+        env = {e["name"]: e["value"] for e in container["env"]}
+        volumes = {v["name"]: v for v in spec["volumes"]}
+        files = {}
+        for mount in container["volumeMounts"]:
+            for source in secret_sources(volumes[mount["name"]]):
+                for item in source["items"]:
+                    files[f"{mount['mountPath']}/{item['path']}"] = (source["secretName"], item["key"])
+        client = ROLE_VARS["kind_cluster_client_secret"]
+        assert files[env["ETCDCTL_CACERT"]] == (client, "ca.crt")
+        assert files[env["ETCDCTL_CERT"]] == (client, "tls.crt")
+        assert files[env["ETCDCTL_KEY"]] == (client, "tls.key")
 
 
 # --- the partition ---------------------------------------------------------------------------------------
@@ -502,7 +752,8 @@ def test_network_policies_select_each_side_exactly(render):
             for rule in by_name[name]["spec"][direction]
             for p in rule["ports"]
         }
-        assert ports == {("TCP", CLIENT_PORT), ("TCP", PEER_PORT), ("UDP", 53), ("TCP", 53)}
+        wanted = {("TCP", CLIENT_PORT), ("TCP", PEER_PORT), ("UDP", 53), ("TCP", 53)}
+        assert ports == wanted | ({("TCP", METRICS_PORT)} if render.tls else set())
 
 
 def test_partition_cuts_only_the_peer_port_across_sides(render):
@@ -520,6 +771,8 @@ def test_partition_cuts_only_the_peer_port_across_sides(render):
     dns = next(p for p in SYSTEM_PODS if p["name"].startswith("coredns"))
     for member in members.values():
         assert all(allowed(policies, w, member, CLIENT_PORT) for w in writers)
+        if render.tls:  # the kubelet's probes, whatever side
+            assert all(allowed(policies, w, member, METRICS_PORT) for w in writers)
         assert allowed(policies, member, dns, 53, "UDP") and allowed(policies, member, dns, 53, "TCP")
         assert not allowed(policies, member, dns, PEER_PORT)
 
@@ -536,9 +789,12 @@ def test_one_writer_per_member_pinned_to_its_client_service(render):
         (container,) = dep["spec"]["template"]["spec"]["containers"]
         env = {e["name"]: e["value"] for e in container["env"]}
         svc = render.one("Service", f"{member['name']}-client")
+        scheme = "https" if render.tls else "http"
         assert env["LAB_WRITER_ENDPOINT"] == (
-            f"http://{svc['metadata']['name']}.{NAMESPACE}.svc.cluster.local:{svc['spec']['ports'][0]['port']}"
+            f"{scheme}://{svc['metadata']['name']}.{NAMESPACE}.svc.cluster.local:{svc['spec']['ports'][0]['port']}"
         )
+        tls_env = {k: v for k, v in env.items() if k.startswith("ETCDCTL_")}
+        assert set(tls_env) == ({"ETCDCTL_CACERT", "ETCDCTL_CERT", "ETCDCTL_KEY"} if render.tls else set())
         assert env["LAB_WRITER_NAME"] == member["name"]
         command = container["command"]
         assert "--endpoint=$(LAB_WRITER_ENDPOINT)" in command and "--name=$(LAB_WRITER_NAME)" in command
@@ -656,9 +912,9 @@ def test_move_aside_job_moves_the_forced_members_data_and_never_deletes(render, 
 
 
 def test_a_second_render_changes_nothing(runs):
-    rc, _stdout, out_dir = runs[SIZES[0]]
+    rc, _stdout, out_dir = runs[VARIANTS[0]]
     assert rc == 0
-    proc = _playbook("-e", f"lab_render_dir={out_dir}", "-e", f"lab_members={SIZES[0]}")
+    proc = _playbook("-e", f"lab_render_dir={out_dir}", "-e", f"lab_members={VARIANTS[0][0]}")
     again, _ = proc.communicate(timeout=170)
     assert proc.returncode == 0, again[-2000:]
     recap = re.search(r"localhost\s+:\s+ok=\d+\s+changed=(\d+)", again)

@@ -46,17 +46,24 @@ def objects(path: Path) -> list[dict]:
     return [o for o in yaml.safe_load_all(path.read_text()) if o]
 
 
-@pytest.fixture(scope="module", params=[3, 5], ids=["3-members", "5-members"])
+@pytest.fixture(scope="module", params=[(3, True), (5, False)], ids=["3-members-tls", "5-members-plain"])
 def rendered(request, tmp_path_factory):
-    tmp = tmp_path_factory.mktemp(f"kind-safeguards-{request.param}")
+    members, tls = request.param
+    tmp = tmp_path_factory.mktemp(f"kind-safeguards-{members}")
     proc = render(
-        tmp, "-e", f"lab_members={request.param}", "-e", f"kind_cluster_workers={max(3, request.param)}"
+        tmp,
+        "-e",
+        f"lab_members={members}",
+        "-e",
+        f"kind_cluster_workers={max(3, members)}",
+        "-e",
+        f"lab_tls={str(tls).lower()}",
     )
     assert proc.returncode == 0, proc.stdout[-3000:]
     lab = objects(tmp / "30-etcd-statefulset.yaml")[0]
     safe = objects(tmp / "safeguards" / "91-safeguards.yaml")
     sts = objects(tmp / "safeguards" / "90-etcd-statefulset.yaml")[0]
-    return {"members": request.param, "lab_sts": lab, "sts": sts, "objects": safe, "dir": tmp}
+    return {"members": members, "tls": tls, "lab_sts": lab, "sts": sts, "objects": safe, "dir": tmp}
 
 
 def one(rendered: dict, kind: str) -> dict:
@@ -124,7 +131,9 @@ def test_peer_policy_allows_both_ports_between_etcd_pods_only(rendered):
     client = DEFAULTS["kind_cluster_client_port"]
     peer = DEFAULTS["kind_cluster_peer_port"]
     open_ingress = [r for r in policy["spec"]["ingress"] if "from" not in r]
-    assert [p["port"] for r in open_ingress for p in r["ports"]] == [client]  # clients from anywhere
+    # Clients from anywhere; with TLS also the probes' plain-HTTP metrics port (the kubelet has no cert).
+    metrics = [DEFAULTS["kind_cluster_metrics_port"]] if rendered["tls"] else []
+    assert [p["port"] for r in open_ingress for p in r["ports"]] == [client, *metrics]
     peer_rules = [r for r in policy["spec"]["ingress"] if "from" in r]
     assert [p["port"] for r in peer_rules for p in r["ports"]] == [peer]
     assert all(matches(f["podSelector"], labels) for r in peer_rules for f in r["from"])
@@ -147,12 +156,27 @@ def test_snapshot_cronjob_saves_from_a_ready_member_and_rotates(rendered):
     ns = yaml.safe_load((ROLE.parents[1] / "inventory/local/group_vars/all/kind.yml").read_text())[
         "lab_kind_namespace"
     ]
-    endpoint = f"--endpoints=http://{service['metadata']['name']}.{ns}.svc.cluster.local:{DEFAULTS['kind_cluster_client_port']}"
+    scheme = "https" if rendered["tls"] else "http"
+    endpoint = f"--endpoints={scheme}://{service['metadata']['name']}.{ns}.svc.cluster.local:{DEFAULTS['kind_cluster_client_port']}"
     assert save["command"][:2] == ["/usr/local/bin/etcdctl", endpoint]
+    # With TLS etcdctl finds the client certificate through its variables, in the Secret mounted read-only.
+    env = {e["name"]: e["value"] for e in save.get("env", [])}
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    files = {
+        f"{m['mountPath']}/{i['path']}": (volumes[m["name"]]["secret"]["secretName"], i["key"], i.get("mode"))
+        for m in save["volumeMounts"]
+        if "secret" in volumes[m["name"]]
+        for i in volumes[m["name"]]["secret"]["items"]
+    }
+    if rendered["tls"]:
+        assert files[env["ETCDCTL_CACERT"]][:2] == ("etcd-lab-client", "ca.crt")
+        assert files[env["ETCDCTL_CERT"]][:2] == ("etcd-lab-client", "tls.crt")
+        assert files[env["ETCDCTL_KEY"]] == ("etcd-lab-client", "tls.key", 0o400)
+    else:
+        assert not env and not files
     assert save["command"][-3:] == ["snapshot", "save", "/snapshots/incoming.db"]
     (rotate,) = pod["containers"]
     assert rotate["command"][2:4] == ["rotate", "--out=/snapshots"]
-    volumes = {v["name"]: v for v in pod["volumes"]}
     pvc = one(rendered, "PersistentVolumeClaim")
     assert volumes["snapshots"]["persistentVolumeClaim"]["claimName"] == pvc["metadata"]["name"]
     cm = one(rendered, "ConfigMap")

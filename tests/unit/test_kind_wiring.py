@@ -397,3 +397,49 @@ def test_member_overrides_reach_the_members_etcd_config(tmp_path):
         merged = yaml.safe_load(config.render(config.base_config(args, "etcd-2"), "etcd-2", override))
         for key, value in expected.items():
             assert merged[key] == yaml.safe_load(value), (case, key)
+
+
+@pytest.mark.parametrize("tls", [True, False], ids=["tls", "plain"])
+def test_the_kind_briefing_says_how_to_reach_a_tls_lab(tmp_path, tls):
+    """briefing_kind.txt.j2 on the layout setup computes for kind: https host ports and the client files."""
+    out = tmp_path / "briefing.txt"
+    book = tmp_path / "briefing.yml"
+    book.write_text(
+        yaml.safe_dump(
+            [
+                {
+                    "name": "Test | Render the kind briefing",
+                    "hosts": "localhost",
+                    "gather_facts": False,
+                    "roles": [
+                        {
+                            "role": "lab_inventory",
+                            "vars": {"lab_inventory_source": "settings", "lab_inventory_add_hosts": False},
+                        }
+                    ],
+                    "tasks": [
+                        {
+                            "name": "Test | Write the briefing",
+                            "ansible.builtin.copy": {
+                                "content": "{{ lookup('ansible.builtin.template', '"
+                                + str(ROOT / "roles/lab_briefing/templates/briefing_kind.txt.j2")
+                                + "') }}",
+                                "dest": str(out),
+                                "mode": "0644",
+                            },
+                        }
+                    ],
+                }
+            ]
+        )
+    )
+    env = {"LAB_STATE_DIR": str(tmp_path / "state"), "LAB_NAME": "kwtest"}
+    proc = playbook(str(book), "-e", "lab_platform=kind", "-e", f"lab_tls={str(tls).lower()}", env=env)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+    text = out.read_text()
+    pki = tmp_path / "state" / "pki"
+    scheme = "https" if tls else "http"
+    assert f"etcd-0 {scheme}://127.0.0.1:32379" in text
+    assert ("mutual TLS" in text) is tls
+    assert (f"--cacert={pki}/ca.crt" in text) is tls
+    assert (f"--cert={pki}/clients/lab-client.crt --key={pki}/clients/lab-client.key" in text) is tls

@@ -329,6 +329,13 @@ def test_tls_gives_https_urls_and_the_pki_paths():
     assert "tls" not in build_plan(**BASE)
 
 
-def test_tls_on_kind_is_refused_in_one_line():
-    with pytest.raises(PlanError, match="lab_tls=true is built for the local platform only"):
-        build_plan(**{**BASE, "platform": "kind"}, tls_dir="/s/pki")
+def test_tls_on_kind_gives_https_on_the_mapped_ports_and_the_pod_names():
+    plan = build_plan(**{**BASE, "platform": "kind"}, tls_dir="/s/pki")
+    assert [m["client_url"] for m in plan["members"]] == [f"https://127.0.0.1:{32379 + i}" for i in range(3)]
+    assert plan["members"][2]["peer_url"] == "https://etcd-2.etcd-peer.kube-system.svc.cluster.local:2380"
+    assert plan["initial_cluster"].startswith(
+        "etcd-0=https://etcd-0.etcd-peer.kube-system.svc.cluster.local:2380,"
+    )
+    assert plan["tls"]["ca_file"] == "/s/pki/ca.crt"
+    assert plan["tls"]["cert_file"] == "/s/pki/clients/lab-client.crt"
+    assert build_plan(**{**BASE, "platform": "kind"})["members"][0]["client_url"] == "http://127.0.0.1:32379"
