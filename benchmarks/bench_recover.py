@@ -16,7 +16,11 @@ and `./teardown.sh`. Traffic goes only to the lab's own addresses while the lab 
 The lab is the learner's (`sblab`, `.lab/`) unless LAB_NAME, LAB_SUBNET and LAB_STATE_DIR name another, as for
 ./setup.sh; a lab already up under that name is torn down first.
 
+With --without-inprocess, also recover.yml on a third build of the lab with LAB_INPROCESS_MODULES=0 (every
+module call through AnsiballZ, a Python started per call, as without plugins/action/lab_inprocess.py).
+
     .venv/bin/python benchmarks/bench_recover.py [--members 3 5] [--keys 10000] [--source distro]
+                                                 [--without-inprocess]
 """
 
 from __future__ import annotations
@@ -90,8 +94,8 @@ def teardown():
     return seconds
 
 
-def playbook(name):
-    seconds, proc = timed([PLAYBOOK, f"playbooks/{name}.yml"])
+def playbook(name, env=None):
+    seconds, proc = timed([PLAYBOOK, f"playbooks/{name}.yml"], env=env)
     if proc.returncode != 0:
         teardown()
         sys.exit(f"{name}.yml failed:\n{proc.stdout[-4000:]}")
@@ -277,7 +281,7 @@ def floor_script(lab):
     )
 
 
-def run_size(members, keys, source):
+def run_size(members, keys, source, without_inprocess=False):
     """The figures of one size: the lab's own times, recover.yml's steps, the floor's steps."""
     teardown()  # a clean host: the first setup builds everything
     fig = {}
@@ -303,6 +307,11 @@ def run_size(members, keys, source):
         print(floor.stdout[-2000:], floor.stderr[-2000:])
     floor_steps = {m[1]: float(m[2]) for m in re.finditer(r"^STEP (\d+) ([\d.]+)$", floor.stdout, re.M)}
     teardown()
+    if without_inprocess:
+        _, lab = setup(members, source)
+        preload(lab, keys)
+        fig["ansiballz"], _ = playbook("recover", env=dict(os.environ, LAB_INPROCESS_MODULES="0"))
+        teardown()
     return fig, steps, floor_steps, floor.returncode
 
 
@@ -323,6 +332,12 @@ def print_size(members, keys, source, fig, steps, fsteps, frc):
     ratio = fig["recover"] / fig["floor"]
     print(f"  {'total (wall clock)':<22} {fig['recover']:>11.1f} {fig['floor']:>11.1f} {ratio:>6.1f}  "
           f"{verdict(ratio, GOALS['ratio'])}")  # fmt: skip
+    if "ansiballz" in fig:
+        slow = fig["ansiballz"] / fig["floor"]
+        print(
+            f"  {'  without in-process':<22} {fig['ansiballz']:>11.1f} {'':>11} {slow:>6.1f}  "
+            "(LAB_INPROCESS_MODULES=0: a Python per module call)"
+        )
     setup_goal = GOALS["setup"].get(members)
     rows = [
         ("./setup.sh, clean host", fig["setup"], setup_goal),
@@ -341,12 +356,18 @@ def main():
     parser.add_argument("--members", type=int, nargs="+", default=[3, 5], choices=[3, 5, 7])
     parser.add_argument("--keys", type=int, default=10000)
     parser.add_argument("--source", default="distro", choices=["distro", "pypi"])
+    parser.add_argument(
+        "--without-inprocess",
+        action="store_true",
+        help="also time recover.yml with LAB_INPROCESS_MODULES=0 (a third lab build)",
+    )
     args = parser.parse_args()
     if args.keys < 0 or args.keys > 200000:
         parser.error("--keys must be between 0 and 200000")
     print(f"lab {LAB_NAME} ({STATE}); every figure in seconds of wall clock")
     for members in args.members:
-        print_size(members, args.keys, args.source, *run_size(members, args.keys, args.source))
+        figures = run_size(members, args.keys, args.source, args.without_inprocess)
+        print_size(members, args.keys, args.source, *figures)
 
 
 if __name__ == "__main__":
