@@ -80,6 +80,16 @@ options:
       - The lab's state directory (C(lab_state_dir)), checked only when given. It, or the nearest directory
         above it that exists, must be a directory this user can write to.
     type: path
+  save:
+    description:
+      - Write the layout, with O(extra) and C(state_dir) added, to C(<state_dir>/lab.json) (the directory
+        made when missing), as later playbooks load it. A change only when the file's content changes.
+    type: bool
+    default: false
+  extra:
+    description: With O(save), more settings saved beside the layout (the etcd binaries setup chose).
+    type: dict
+    default: {}
   broken_ok:
     description:
       - With O(load=true), return C(exists=false) and C(broken) instead of failing when the saved layout is
@@ -543,6 +553,8 @@ def run_module() -> None:
             "tls": {"type": "bool", "default": False},
             "state_dir": {"type": "path"},
             "broken_ok": {"type": "bool", "default": False},
+            "save": {"type": "bool", "default": False},
+            "extra": {"type": "dict", "default": {}},
             "state_file": {"type": "path"},
             "load": {"type": "bool", "default": False},
             "missing_ok": {"type": "bool", "default": False},
@@ -550,7 +562,11 @@ def run_module() -> None:
             "kind_listen_address": {"type": "str", "default": KIND_DEFAULTS["listen_address"]},
             "kind_peer_domain": {"type": "str", "default": KIND_DEFAULTS["peer_domain"]},
         },
-        required_if=[("load", True, ["state_file"]), ("tls", True, ["state_dir"])],
+        required_if=[
+            ("load", True, ["state_file"]),
+            ("tls", True, ["state_dir"]),
+            ("save", True, ["state_dir"]),
+        ],
         supports_check_mode=True,
     )
     p = module.params
@@ -587,9 +603,33 @@ def run_module() -> None:
             tls_dir=os.path.join(p["state_dir"], "pki") if p["tls"] else None,
         )
         check_settings(plan, p)
+        saved = {**plan, **p["extra"], "state_dir": p["state_dir"]}
+        changed = p["save"] and save_plan(saved, module.check_mode)
     except PlanError as exc:
         module.fail_json(msg=str(exc))
-    module.exit_json(changed=False, exists=True, plan=plan)
+    module.exit_json(changed=changed, exists=True, plan=plan)
+
+
+def save_plan(saved: dict, check_mode: bool = False) -> bool:
+    """Write <state_dir>/lab.json (as to_nice_json writes it); True when its content changed."""
+    target = os.path.join(saved["state_dir"], "lab.json")
+    text = json.dumps(saved, indent=4, sort_keys=True) + "\n"
+    try:
+        with open(target, encoding="utf-8") as handle:
+            if handle.read() == text:
+                return False
+    except (OSError, UnicodeDecodeError):
+        pass
+    if not check_mode:
+        try:
+            os.makedirs(saved["state_dir"], mode=0o755, exist_ok=True)
+            with open(f"{target}.tmp", "w", encoding="utf-8") as handle:
+                handle.write(text)
+            os.chmod(f"{target}.tmp", 0o644)
+            os.replace(f"{target}.tmp", target)
+        except OSError as exc:
+            raise PlanError(f"cannot write {target}: {exc}") from None
+    return True
 
 
 def check_settings(plan: dict, params: dict) -> None:

@@ -339,3 +339,17 @@ def test_tls_on_kind_gives_https_on_the_mapped_ports_and_the_pod_names():
     assert plan["tls"]["ca_file"] == "/s/pki/ca.crt"
     assert plan["tls"]["cert_file"] == "/s/pki/clients/lab-client.crt"
     assert build_plan(**{**BASE, "platform": "kind"})["members"][0]["client_url"] == "http://127.0.0.1:32379"
+
+
+def test_the_saved_layout_is_loaded_back_and_saved_only_when_it_changes(tmp_path):
+    from lab_plan import save_plan
+
+    state = tmp_path / "lab"  # not there yet: the save makes it
+    plan = build_plan(**{**BASE, "name": "sbsave"})
+    saved = {**plan, "etcd_version": "3.4.23", "state_dir": str(state)}
+    assert save_plan(saved, check_mode=True) is True and not state.exists()
+    assert save_plan(saved) is True
+    assert load_plan(str(state / "lab.json")) == saved
+    assert (state / "lab.json").stat().st_mode & 0o777 == 0o644
+    assert save_plan(saved) is False
+    assert save_plan({**saved, "etcd_version": "3.5.1"}) is True
