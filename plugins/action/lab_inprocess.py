@@ -48,6 +48,22 @@ def inprocess_enabled(environ=os.environ) -> bool:
     return environ.get(ENV_SWITCH, "1").strip().lower() not in ("0", "false", "no", "off")
 
 
+def same_python(interpreter: str) -> bool:
+    """Whether the task's interpreter is this Python: the same path, or a path into the same environment (a
+    venv reached through a symlink, as a git worktree's .venv). The binary alone does not tell: every venv's
+    python links to the system's."""
+    if interpreter == sys.executable:
+        return True
+    if not interpreter or os.path.basename(interpreter) not in (
+        "python",
+        "python3",
+        os.path.basename(sys.executable),
+    ):
+        return False
+    env = os.path.realpath(os.path.dirname(os.path.dirname(interpreter)))
+    return env == os.path.realpath(sys.prefix) and sys.prefix != sys.base_prefix
+
+
 class ActionModule(ActionBase):
     """Run the task's module in this worker process when the target is the controller (see above)."""
 
@@ -60,7 +76,7 @@ class ActionModule(ActionBase):
             and self._connection.transport in ("local", "ansible.builtin.local")
             and not self._task.async_val
             and not self._play_context.become
-            and interpreter == sys.executable
+            and same_python(interpreter)
         )
 
     def run(self, tmp=None, task_vars=None):

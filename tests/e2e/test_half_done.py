@@ -70,8 +70,9 @@ def test_hint_8_by_hand_stopped_halfway_then_recover(clean_host):
     removed = etcdctl_on(leader_side, "member", "remove", member_id(leader_side, forced))
     assert removed.returncode == 0, removed.stderr
     added = etcdctl_on(leader_side, "member", "add", forced, f"--peer-urls={peer_url}")
-    if added.returncode != 0 and "request timed out" in added.stderr:
-        # Seen once on a host running three labs: the add right after the remove timed out. A timed-out
+    if added.returncode != 0 and ("request timed out" in added.stderr or "deadline exceeded" in added.stderr):
+        # Seen on a loaded host (three labs, or two and a test run): the add right after the remove timed out
+        # ("request timed out", or etcdctl's own "context deadline exceeded"). A timed-out
         # proposal may still be applied: as a learner would, look at the member list before trying again.
         listed = etcdctl_on(leader_side, "member", "list")
         if peer_url not in listed.stdout:
