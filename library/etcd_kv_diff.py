@@ -189,8 +189,6 @@ from concurrent.futures import ThreadPoolExecutor
 from ansible.module_utils.etcd_client import (
     ETCD_COMMON_ARGUMENT_SPEC,
     EtcdError,
-    GrpcChannel,
-    GrpcUnavailable,
     check_tls_params,
     client_from_params,
     decode_value,
@@ -199,9 +197,7 @@ from ansible.module_utils.etcd_client import (
     id_to_hex,
     kv_value,
     parse_kv,
-    parse_range_response,
     prefix_range_end,
-    range_request,
     validate_endpoint,
     watch_history,
 )
@@ -210,10 +206,10 @@ from ansible.module_utils.etcd_client import (
 class RangeWalker:
     """Yields (key bytes, comparison token, kv) of one endpoint in key order, page by page.
 
-    kv is the raw mvccpb.KeyValue bytes (gRPC) or the gateway's kv dict; the token is the raw bytes
-    (gRPC) or the base64 value (gateway): equal tokens mean equal values, different tokens are
-    checked again on the decoded values. The next page is requested in a background thread as soon
-    as the current one arrives.
+    kv is the KeyValue message (gRPC) or the gateway's kv dict; the token is the value bytes (gRPC) or
+    the base64 value (gateway): equal tokens mean equal values, different tokens are checked again on
+    the decoded values (one side may have come through the gateway). The next page is requested in a
+    background thread as soon as the current one arrives.
     """
 
     def __init__(self, client, start, end, page_size, serializable, transport="auto"):
@@ -226,16 +222,12 @@ class RangeWalker:
         self.used = set()
         self.revision = 0
         self.count = 0
-        self.channel = None
+        self.grpc_ok = True
         self.pool = ThreadPoolExecutor(max_workers=1)
 
     def _grpc(self, start):
-        if self.channel is None:
-            self.channel = GrpcChannel(self.client)
-        request = range_request(start, self.end, self.page_size, self.revision, self.serializable)
-        (reply,) = list(self.channel.call("/etcdserverpb.KV/Range", request))
-        revision, more, kvs = parse_range_response(reply)
-        return revision, more, [(key, kv, kv) for key, kv in kvs]
+        reply = self.client.grpc().range(start, self.end, self.page_size, self.revision, self.serializable)
+        return reply.header.revision, reply.more, [(kv.key, kv.value, kv) for kv in reply.kvs]
 
     def _gateway(self, start):
         data = self.client.range(
@@ -246,19 +238,15 @@ class RangeWalker:
         return int(data.get("header", {}).get("revision", 0)), bool(data.get("more")), items
 
     def _fetch(self, start):
-        if self.transport in ("auto", "grpc") and self.channel is not False:
+        if self.transport in ("auto", "grpc") and self.grpc_ok:
             try:
                 page = self._grpc(start)
                 self.used.add("grpc")
                 return page
-            except (GrpcUnavailable, ValueError) as exc:
-                if self.channel:
-                    self.channel.close()
-                self.channel = False  # from now on through the gateway, which explains its errors
+            except EtcdError:
                 if self.transport == "grpc":
-                    raise EtcdError(
-                        f"Range over gRPC from {self.client.endpoint} failed: {exc}", self.client.endpoint
-                    ) from None
+                    raise
+                self.grpc_ok = False  # from now on through the gateway
         self.used.add("gateway")
         return self._gateway(start)
 
@@ -277,8 +265,6 @@ class RangeWalker:
                 _revision, more, items = pending.result()
         finally:
             self.pool.shutdown(wait=True)
-            if self.channel:
-                self.channel.close()
 
 
 def _fields(kv):

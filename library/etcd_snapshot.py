@@ -222,13 +222,13 @@ import tempfile
 
 from ansible.module_utils.etcd_client import (
     ETCD_COMMON_ARGUMENT_SPEC,
-    SNAPSHOT_HASH_SIZE,
     EtcdError,
     client_from_params,
     etcd_module,
     run_or_fail,
     validate_endpoint,
 )
+from ansible.module_utils.etcd_grpc import SNAPSHOT_HASH_SIZE
 
 BOLT_MAGIC = 0xED0CDAED
 CHUNK = 1 << 20

@@ -181,42 +181,46 @@ def test_tail_hash_writer_checks_the_trailing_sha256():
     import hashlib
     import io
 
+    from ansible.module_utils.etcd_grpc import TailHashWriter
+
     db = bytes(range(256)) * 100
     for chunks in (
         [db + hashlib.sha256(db).digest()],
         [db[:1000], db[1000:] + hashlib.sha256(db).digest()[:5], hashlib.sha256(db).digest()[5:]],
     ):
         out = io.BytesIO()
-        w = ec._TailHashWriter(out)
+        w = TailHashWriter(out)
         for c in chunks:
             w.write(c)
         assert w.intact() and out.getvalue() == db + hashlib.sha256(db).digest()
-    w = ec._TailHashWriter(io.BytesIO())
+    w = TailHashWriter(io.BytesIO())
     w.write(db[:-1] + hashlib.sha256(db).digest())
     assert not w.intact()
 
 
-def test_hpack_integer_and_snapshot_blob():
-    assert ec._hpack_int(10, 5) == b"\x0a"
-    assert ec._hpack_int(1337, 5) == b"\x1f\x9a\x0a"  # RFC 7541 C.1.2
-    assert ec._hpack_int(31, 4) == b"\x0f\x10"
-    # SnapshotResponse{header: {...}, remaining_bytes: 300, blob: b"abc"}
-    msg = b"\x0a\x02\x08\x01" + b"\x10\xac\x02" + b"\x1a\x03abc"
-    assert ec._snapshot_blob(msg) == b"abc"
+# The stubs' messages against etcd's wire format: the bytes below are etcd's field numbers and wire types
+# (api/etcdserverpb/rpc.proto, api/mvccpb/kv.proto), written out by hand.
 
 
-def test_range_request_and_response_codec():
-    req = ec.range_request(b"/a", b"/b", limit=300, revision=7, serializable=True)
-    assert req == b"\x0a\x02/a\x12\x02/b\x18\xac\x02\x20\x07\x38\x01"
+def test_range_request_encodes_as_etcd_expects():
+    from ansible.module_utils.etcd_rpc_pb2 import RangeRequest
+
+    req = RangeRequest(key=b"/a", range_end=b"/b", limit=300, revision=7, serializable=True)
+    assert req.SerializeToString() == b"\x0a\x02/a\x12\x02/b\x18\xac\x02\x20\x07\x38\x01"
+
+
+def test_range_response_decodes_to_the_modules_kv_dicts():
+    from ansible.module_utils.etcd_rpc_pb2 import RangeResponse
+
     kv1 = b"\x0a\x02/a" + b"\x10\x05\x18\x09\x20\x02" + b"\x2a\x03v\xff1" + b"\x30\x87\x01"  # lease 135
     kv2 = b"\x0a\x03/ab" + b"\x10\x06\x18\x06\x20\x01"  # empty value: field omitted
     header = b"\x08\x01\x10\x02\x18\x2a\x20\x03"  # cluster 1, member 2, revision 42, term 3
     msg = b"\x0a" + bytes([len(header)]) + header
     msg += b"\x12" + bytes([len(kv1)]) + kv1 + b"\x12" + bytes([len(kv2)]) + kv2 + b"\x18\x01\x20\x05"
-    revision, more, kvs = ec.parse_range_response(msg)
-    assert revision == 42 and more is True
-    assert [k for k, _ in kvs] == [b"/a", b"/ab"]
-    assert ec.parse_kv(kvs[0][1]) == {
+    reply = RangeResponse.FromString(msg)
+    assert reply.header.revision == 42 and reply.more is True and reply.count == 5
+    assert [kv.key for kv in reply.kvs] == [b"/a", b"/ab"]
+    assert ec.parse_kv(reply.kvs[0]) == {
         "key": b"/a",
         "value": b"v\xff1",
         "create_revision": 5,
@@ -224,11 +228,32 @@ def test_range_request_and_response_codec():
         "version": 2,
         "lease": 135,
     }
-    assert ec.parse_kv(kvs[1][1])["value"] == b""
-    assert ec.kv_value(kvs[0][1]) == b"v\xff1" and ec.kv_value(kvs[1][1]) == b""
+    assert ec.parse_kv(reply.kvs[1])["value"] == b""
+    assert ec.kv_value(reply.kvs[0]) == b"v\xff1" and ec.kv_value(reply.kvs[1]) == b""
     gateway = {"key": "L2E=", "value": "dv8x", "create_revision": "5", "mod_revision": "9", "version": "2"}
     gateway["lease"] = "135"
-    assert ec.parse_kv(gateway) == ec.parse_kv(kvs[0][1])
+    assert ec.parse_kv(gateway) == ec.parse_kv(reply.kvs[0])
+
+
+def test_hashkv_and_snapshot_responses_decode():
+    from ansible.module_utils.etcd_rpc_pb2 import HashKVResponse, SnapshotResponse
+
+    # HashKVResponse{header: {member_id: 2, revision: 42}, hash: 300, compact_revision: -1}
+    never = b"\x18" + b"\xff" * 9 + b"\x01"  # int64 -1 is a ten-byte varint
+    reply = HashKVResponse.FromString(b"\x0a\x04\x10\x02\x18\x2a" + b"\x10\xac\x02" + never)
+    assert (reply.header.member_id, reply.header.revision, reply.hash) == (2, 42, 300)
+    assert reply.compact_revision == -1
+    # SnapshotResponse{header: {...}, remaining_bytes: 300, blob: b"abc"}
+    assert SnapshotResponse.FromString(b"\x0a\x02\x08\x01" + b"\x10\xac\x02" + b"\x1a\x03abc").blob == b"abc"
+
+
+def test_grpc_refuses_to_skip_certificate_verification():
+    """grpcio cannot skip verification: validate_certs=false on an https endpoint is a clear error, raised
+    before any connection (the snapshot and the diff then take the gateway, see EtcdClient.snapshot)."""
+    client = ec.EtcdClient("https://127.0.0.1:1", validate_certs=False)
+    with pytest.raises(ec.EtcdError, match=r"gRPC to https://127.0.0.1:1 with validate_certs=false") as err:
+        client.grpc()
+    assert err.value.kind == "tls"
 
 
 def _self_signed(tmp_path, name, not_before, not_after):
