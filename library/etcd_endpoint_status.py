@@ -250,18 +250,15 @@ from datetime import UTC, datetime
 
 from ansible.module_utils.etcd_client import (
     ETCD_COMMON_ARGUMENT_SPEC,
-    EtcdError,
-    check_tls_params,
     etcd_module,
-    exit_with,
-    id_to_hex,
     normalize_url,
-    parallel_map,
-    parse_member,
-    probe_member,
-    quorum,
     validate_endpoint,
 )
+from ansible.module_utils.etcd_codec import id_to_hex, parse_member
+from ansible.module_utils.etcd_diagnosis import quorum
+from ansible.module_utils.etcd_errors import EtcdError, exit_with
+from ansible.module_utils.etcd_probe import parallel_map, probe_member
+from ansible.module_utils.etcd_tls import check_tls_params
 
 
 def _int(value):

@@ -188,19 +188,14 @@ from concurrent.futures import ThreadPoolExecutor
 
 from ansible.module_utils.etcd_client import (
     ETCD_COMMON_ARGUMENT_SPEC,
-    EtcdError,
-    check_tls_params,
     client_from_params,
-    decode_value,
     etcd_module,
-    exit_with,
-    id_to_hex,
-    kv_value,
-    parse_kv,
-    prefix_range_end,
     validate_endpoint,
     watch_history,
 )
+from ansible.module_utils.etcd_codec import decode_value, id_to_hex, kv_value, parse_kv, prefix_range_end
+from ansible.module_utils.etcd_errors import EtcdError, exit_with
+from ansible.module_utils.etcd_tls import check_tls_params
 
 
 class RangeWalker:

@@ -222,12 +222,11 @@ import tempfile
 
 from ansible.module_utils.etcd_client import (
     ETCD_COMMON_ARGUMENT_SPEC,
-    EtcdError,
     client_from_params,
     etcd_module,
-    run_or_fail,
     validate_endpoint,
 )
+from ansible.module_utils.etcd_errors import EtcdError, run_or_fail
 from ansible.module_utils.etcd_grpc import SNAPSHOT_HASH_SIZE
 
 BOLT_MAGIC = 0xED0CDAED

@@ -2,10 +2,14 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """One client for etcd's v3 JSON gateway (grpc-gateway), shared by the etcd_* modules.
 
-Standard library only (http.client, ssl, concurrent.futures) for the gateway; the three calls that speak
-gRPC (HashKV, the snapshot stream, the diff's key ranges) are in etcd_grpc.py, which imports grpcio only
-when one of them is made. Every failure is raised as EtcdError (etcd_errors.py) whose message names the
-endpoint and the cause, so a module can hand it to fail_json unchanged.
+Standard library only (http.client, ssl) for the gateway; the three calls that speak gRPC (HashKV, the
+snapshot stream, the diff's key ranges) are in etcd_grpc.py, which imports grpcio only when one of them is
+made. Every failure is raised as EtcdError (etcd_errors.py) whose message names the endpoint and the cause,
+so a module can hand it to fail_json unchanged.
+
+The rest of the shared code, by concern: etcd_codec.py (ids, base64, key-values and members as dicts),
+etcd_tls.py (the TLS files), etcd_probe.py (status of many members at once), etcd_diagnosis.py (quorum and
+the HashKV comparison), etcd_errors.py (the error and the modules' one-line failure).
 
 Gateway facts this client relies on (checked on etcd 3.4.23 and 3.5.1):
 - every call is a POST of a JSON body to /v3/<service>/<method>;
@@ -21,21 +25,19 @@ Gateway facts this client relies on (checked on etcd 3.4.23 and 3.5.1):
 
 from __future__ import annotations
 
-import base64
 import binascii
-import datetime
 import email.utils
 import http.client
 import json
-import os
 import socket
 import ssl
 import time
-from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import urlsplit
 
 from ansible.module_utils.basic import AnsibleModule, env_fallback
-from ansible.module_utils.etcd_errors import EtcdError, exit_with, run_or_fail  # noqa: F401 (re-exported)
+from ansible.module_utils.etcd_codec import b64, unb64
+from ansible.module_utils.etcd_errors import EtcdError
+from ansible.module_utils.etcd_tls import make_ssl_context
 
 # Shared Ansible argument spec for the connection / TLS options of every etcd_* module.
 ETCD_COMMON_ARGUMENT_SPEC = {
@@ -57,57 +59,6 @@ ETCD_COMMON_ARGUMENT_SPEC = {
 ETCD_COMMON_REQUIRED_TOGETHER = [("client_cert", "client_key")]
 
 # Their documentation: plugins/doc_fragments/etcd_connection.py (extends_documentation_fragment).
-
-
-def id_to_hex(value):
-    """Format an etcd id (decimal string or int) as `etcdctl --hex` prints it: '%x'."""
-    if value in (None, "", "0", 0):
-        return None
-    return f"{int(value):x}"
-
-
-def hex_to_id(value):
-    """Parse a hex member id as printed by etcdctl (with or without 0x) to an int."""
-    text = str(value).strip().lower()
-    if text.startswith("0x"):
-        text = text[2:]
-    try:
-        number = int(text, 16)
-    except ValueError:
-        raise EtcdError(f"Member id '{value}' is not a hexadecimal etcd id", kind="url") from None
-    if number <= 0 or number >= 2**64:
-        raise EtcdError(f"Member id '{value}' is out of range for an etcd id", kind="url")
-    return number
-
-
-def b64(data):
-    if isinstance(data, str):
-        data = data.encode("utf-8")
-    return base64.b64encode(data).decode("ascii")
-
-
-def unb64(text):
-    if not text:
-        return b""
-    return base64.b64decode(text)
-
-
-def prefix_range_end(prefix):
-    """range_end for every key starting with prefix (bytes), as etcdctl --prefix computes it."""
-    end = bytearray(prefix)
-    for i in range(len(end) - 1, -1, -1):
-        if end[i] < 0xFF:
-            end[i] += 1
-            return bytes(end[: i + 1])
-    return b"\x00"  # all keys
-
-
-def decode_value(data):
-    """Return (text, is_base64): UTF-8 text when the bytes are valid UTF-8, else base64."""
-    try:
-        return data.decode("utf-8"), False
-    except UnicodeDecodeError:
-        return base64.b64encode(data).decode("ascii"), True
 
 
 def validate_endpoint(url):
@@ -148,73 +99,6 @@ def validate_endpoint(url):
 def normalize_url(url):
     """A URL as etcd compares it in member lists: no surrounding blanks, no trailing slash, lower case."""
     return url.strip().rstrip("/").lower()
-
-
-def check_tls_files(ca_file=None, cert_file=None, key_file=None):
-    """Raise EtcdError for a missing or unreadable TLS file, or a certificate without its key."""
-    for label, path in (("CA file", ca_file), ("client certificate", cert_file), ("client key", key_file)):
-        if path is None:
-            continue
-        if not os.path.isfile(path):
-            raise EtcdError(f"The {label} '{path}' does not exist or is not a file", kind="file")
-        if not os.access(path, os.R_OK):
-            raise EtcdError(f"The {label} '{path}' is not readable", kind="file")
-
-
-def check_validity(label, path, now=None):
-    """Raise EtcdError naming the file when a PEM certificate has expired or is not valid yet (OpenSSL would
-    only say "certificate verify failed", or the member would drop the handshake). A file cryptography cannot
-    read as a certificate is left to ssl, which names it."""
-    try:
-        from cryptography import x509
-    except ImportError:  # pragma: no cover - ansible-core requires cryptography
-        return
-    try:
-        with open(path, "rb") as handle:
-            cert = x509.load_pem_x509_certificate(handle.read())
-    except (OSError, ValueError):
-        return
-    now = now or datetime.datetime.now(datetime.UTC)
-    if cert.not_valid_after_utc < now:
-        raise EtcdError(
-            f"The {label} '{path}' expired on {cert.not_valid_after_utc:%Y-%m-%d %H:%M} UTC: make a new one",
-            kind="file",
-        )
-    if cert.not_valid_before_utc > now:
-        raise EtcdError(
-            f"The {label} '{path}' is not valid before {cert.not_valid_before_utc:%Y-%m-%d %H:%M} UTC "
-            "(is this host's clock right?)",
-            kind="file",
-        )
-
-
-def make_ssl_context(ca_file=None, cert_file=None, key_file=None, validate_certs=True):
-    check_tls_files(ca_file, cert_file, key_file)
-    for label, path in (("CA file", ca_file), ("client certificate", cert_file)):
-        if path:
-            check_validity(label, path)
-    try:
-        if validate_certs:
-            ctx = ssl.create_default_context(cafile=ca_file)
-        else:
-            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-            ctx.check_hostname = False
-            ctx.verify_mode = ssl.CERT_NONE
-    except ssl.SSLError as exc:
-        raise EtcdError(
-            f"The CA file '{ca_file}' is not a valid PEM certificate: {exc}", kind="file"
-        ) from None
-    if cert_file:
-        try:
-            ctx.load_cert_chain(cert_file, key_file)
-        except ssl.SSLError as exc:
-            reason = getattr(exc, "reason", None) or str(exc)
-            if "KEY_VALUES_MISMATCH" in str(exc):
-                reason = "the key does not match the certificate"
-            raise EtcdError(
-                f"Cannot load client certificate '{cert_file}' with key '{key_file}': {reason}", kind="file"
-            ) from None
-    return ctx
 
 
 def _looks_like_tls_refusal(exc):
@@ -584,34 +468,6 @@ class EtcdClient:
         return total
 
 
-def kv_value(kv):
-    """The value bytes of a KeyValue message (gRPC) or a gateway kv dict."""
-    if isinstance(kv, dict):
-        return unb64(kv.get("value", ""))
-    return kv.value
-
-
-def parse_kv(kv):
-    """A KeyValue message (gRPC, etcd_rpc_pb2) or a gateway kv dict -> dict of key/value bytes and ints."""
-    if isinstance(kv, dict):
-        return {
-            "key": unb64(kv.get("key", "")),
-            "value": unb64(kv.get("value", "")),
-            "create_revision": int(kv.get("create_revision", 0)),
-            "mod_revision": int(kv.get("mod_revision", 0)),
-            "version": int(kv.get("version", 0)),
-            "lease": int(kv.get("lease", 0)),
-        }
-    return {
-        "key": kv.key,
-        "value": kv.value,
-        "create_revision": kv.create_revision,
-        "mod_revision": kv.mod_revision,
-        "version": kv.version,
-        "lease": kv.lease,
-    }
-
-
 def _lines(resp, block=1 << 20):
     """Yield the non-empty lines of a streamed response, reading large blocks (much faster than readline)."""
     pending = b""
@@ -695,18 +551,6 @@ def watch_history(client, start_revision, end_revision, max_events=1000000):
         client.close()  # the watch stream never ends by itself
 
 
-def check_tls_params(endpoints, params):
-    """When any endpoint is https, build the TLS context from the shared options once, so that a missing or
-    bad CA, certificate or key fails before any request with one clear message (EtcdError)."""
-    if any(e.startswith("https") for e in endpoints):
-        make_ssl_context(
-            params.get("ca_cert"),
-            params.get("client_cert"),
-            params.get("client_key"),
-            params.get("validate_certs", True),
-        )
-
-
 def client_from_params(endpoint, params):
     """Build an EtcdClient from a module's params (the shared argument spec)."""
     return EtcdClient(
@@ -717,65 +561,6 @@ def client_from_params(endpoint, params):
         key_file=params.get("client_key"),
         validate_certs=params.get("validate_certs", True),
     )
-
-
-def probe_member(endpoint, params, members=True, alarms=False):
-    """One member's status and, on request, its member list and alarms, over one client; never raises.
-
-    The one way the modules ask a member about itself (etcd_endpoint_status, etcd_consistency, etcd_member,
-    etcd_force_guard). Returns a dict: endpoint; status (the raw /v3/maintenance/status reply, or None when
-    the member did not answer); clock_offset (from the reply's Date header); members (the raw member list
-    reply, or None); alarms (the raw alarm list reply, or None); error (why the status or the member list
-    failed, or None); alarms_error. Alarms are asked only of a member that follows a leader: an alarm GET
-    goes through Raft, and on a member without a leader it hangs until the timeout.
-    """
-    out = {
-        "endpoint": endpoint,
-        "status": None,
-        "clock_offset": None,
-        "members": None,
-        "alarms": None,
-        "error": None,
-        "alarms_error": None,
-    }
-    try:
-        with client_from_params(endpoint, params) as client:
-            reply = client.status()
-            out["status"], out["clock_offset"] = reply.data, reply.clock_offset
-            if members:
-                try:
-                    out["members"] = client.member_list().data
-                except EtcdError as exc:
-                    out["error"] = f"member list failed: {exc}"
-            if alarms and out["status"].get("leader", "0") not in ("0", 0, None):
-                try:
-                    out["alarms"] = client.alarms().data
-                except EtcdError as exc:
-                    out["alarms_error"] = str(exc)
-    except EtcdError as exc:
-        out["error"] = str(exc)
-    return out
-
-
-def parallel_map(func, items, max_workers=16):
-    """Run func over items in threads, keeping order. func must not raise (catch inside)."""
-    items = list(items)
-    if not items:
-        return []
-    with ThreadPoolExecutor(max_workers=min(max_workers, len(items))) as pool:
-        return list(pool.map(func, items))
-
-
-def parse_member(member):
-    """Normalise one member object of /v3/cluster/member/list."""
-    return {
-        "id": id_to_hex(member.get("ID")),
-        "name": member.get("name", ""),
-        "peer_urls": list(member.get("peerURLs") or []),
-        "client_urls": list(member.get("clientURLs") or []),
-        "is_learner": bool(member.get("isLearner", False)),
-        "started": bool(member.get("name")) or bool(member.get("clientURLs")),
-    }
 
 
 def free_ports(count):
@@ -792,10 +577,6 @@ def free_ports(count):
             s.close()
 
 
-def quorum(voters):
-    return voters // 2 + 1
-
-
 def etcd_module(argument_spec, **kwargs):
     """The AnsibleModule of one of the lab's modules: check mode supported, and the connection options' rule
     (a client certificate needs its key) when its spec has them."""
@@ -804,98 +585,4 @@ def etcd_module(argument_spec, **kwargs):
         together += ETCD_COMMON_REQUIRED_TOGETHER
     return AnsibleModule(
         argument_spec=argument_spec, supports_check_mode=True, required_together=together or None, **kwargs
-    )
-
-
-def fixed_revision(revisions):
-    """The revision at which members' key spaces can be compared while writers keep writing.
-
-    `revisions` maps a member's name to its current revision (the header revision of a status reply).
-    Revisions only grow and a member's current revision is one it has applied, so the lowest of them is
-    a revision every member has applied, however far the others have moved on since: HashKV at it is
-    comparable on every member (etcd's own corruption check also hashes at one revision). Raises
-    ValueError for no members or a revision below 1.
-    """
-    if not revisions:
-        raise ValueError("no member revision to choose from")
-    values = {name: int(rev) for name, rev in revisions.items()}
-    low = min(values.values())
-    if low < 1:
-        raise ValueError(
-            f"a member reports revision {low}: " + ", ".join(f"{n}={r}" for n, r in sorted(values.items()))
-        )
-    return low
-
-
-def hashkv_at(params, endpoints, revision):
-    """HashKV of each member at one `revision`: {name: reply}, with endpoints as {name: client URL}.
-
-    A reply is the dict of EtcdClient.hashkv, or {"error": message, "compact_revision": C or None,
-    "current_revision": N or None} when the call failed; C and N come from a second HashKV at the
-    member's latest revision, so that a revision compacted away on that member (R <= C) or not yet
-    applied (R > N) can be named. Never raises EtcdError.
-    """
-
-    def one(item):
-        _name, endpoint = item
-        try:
-            with client_from_params(endpoint, params) as client:
-                return client.hashkv(revision)
-        except EtcdError as exc:
-            failed = {"error": str(exc), "compact_revision": None, "current_revision": None}
-        try:
-            with client_from_params(endpoint, params) as client:
-                latest = client.hashkv(0)
-            failed.update(compact_revision=latest["compact_revision"], current_revision=latest["revision"])
-        except EtcdError:
-            pass
-        return failed
-
-    items = sorted(endpoints.items())
-    return dict(zip((n for n, _e in items), parallel_map(one, items), strict=True))
-
-
-def compare_hashkv(revision, replies):
-    """Judge HashKV replies taken at one revision: (verdict, detail).
-
-    verdict is "equal" (every member hashes the same with the same compact revision), "differ" (same
-    compact revision, different hashes: different data at `revision`, a real inconsistency),
-    "compacted" (`revision` is at or below a member's compaction, so there is nothing to compare at it;
-    a later revision may do once the lagging member has caught up), or "retry" (a member failed for
-    another reason, or the compact revisions differ, which happens while a compaction is being applied:
-    the hashes cover different ranges and are not comparable yet).
-    """
-    failed = {n: r for n, r in replies.items() if "error" in r}
-    compacted = {
-        n: r
-        for n, r in failed.items()
-        if r.get("compact_revision") is not None and revision <= r["compact_revision"]
-    }
-    if compacted:
-        return "compacted", f"revision {revision} is compacted on " + ", ".join(
-            f"{n} (compact revision {r['compact_revision']})" for n, r in sorted(compacted.items())
-        ) + ": HashKV cannot be compared there"
-    if failed:
-        return "retry", f"HashKV at revision {revision} failed on " + "; ".join(
-            f"{n}: {r['error']}"
-            + (f" (its revision {r['current_revision']})" if r.get("current_revision") is not None else "")
-            for n, r in sorted(failed.items())
-        )
-    compacts = {n: r["compact_revision"] for n, r in replies.items()}
-    if len(set(compacts.values())) > 1:
-        return "retry", f"at revision {revision} the compact revisions differ (" + ", ".join(
-            f"{n}={c}" for n, c in sorted(compacts.items())
-        ) + "): the hashes cover different ranges"
-    hashes = {n: r["hash"] for n, r in replies.items()}
-    compact = next(iter(compacts.values()), -1)
-    compact = f"compact revision {compact}" if compact > 0 else "never compacted"
-    if len(set(hashes.values())) == 1:
-        return "equal", (
-            f"revision {revision} ({compact}): all {len(hashes)} members hash {next(iter(hashes.values()))}"
-        )
-    groups = {}
-    for n, h in sorted(hashes.items()):
-        groups.setdefault(h, []).append(n)
-    return "differ", f"revision {revision} ({compact}): hashes differ: " + "; ".join(
-        f"{', '.join(ns)}={h}" for h, ns in groups.items()
     )

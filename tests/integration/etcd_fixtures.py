@@ -293,7 +293,7 @@ class Cluster:
 
     def wait_ready(self, members=None, timeout=30.0, need_leader=True):
         """Wait until each member answers status with a leader (and a put works on the first)."""
-        from ansible.module_utils.etcd_client import EtcdError
+        from ansible.module_utils.etcd_errors import EtcdError
 
         deadline = time.monotonic() + timeout
         for m in members or self.members:

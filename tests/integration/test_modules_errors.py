@@ -16,7 +16,9 @@ import etcd_kv_diff
 import etcd_member
 import etcd_snapshot
 import pytest
-from ansible.module_utils.etcd_client import EtcdClient, EtcdError, id_to_hex
+from ansible.module_utils.etcd_client import EtcdClient
+from ansible.module_utils.etcd_codec import id_to_hex
+from ansible.module_utils.etcd_errors import EtcdError
 from etcd_fixtures import VERSIONS, Cluster, free_ports, run_module, tls_files  # noqa: F401 - fixture
 
 

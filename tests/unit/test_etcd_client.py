@@ -1,4 +1,5 @@
-"""module_utils/etcd_client.py: URL validation, ids, clock offset, encodings, error mapping."""
+"""module_utils/etcd_client.py and the code it shares (etcd_codec, etcd_tls, etcd_diagnosis): URL validation,
+ids, clock offset, encodings, TLS files, error mapping, the gRPC messages."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ import email.utils
 
 import pytest
 from ansible.module_utils import etcd_client as ec
+from ansible.module_utils import etcd_codec, etcd_diagnosis, etcd_tls
+from ansible.module_utils.etcd_errors import EtcdError
 
 GOOD_URLS = [
     ("http://127.0.0.1:2379", ("http", "127.0.0.1", 2379)),
@@ -41,7 +44,7 @@ BAD_URLS = [
 
 @pytest.mark.parametrize(("url", "message"), BAD_URLS)
 def test_validate_endpoint_rejects(url, message):
-    with pytest.raises(ec.EtcdError) as err:
+    with pytest.raises(EtcdError) as err:
         ec.validate_endpoint(url)
     assert message in str(err.value)
 
@@ -57,18 +60,18 @@ def test_validate_endpoint_rejects(url, message):
     ],
 )
 def test_id_to_hex_matches_etcdctl(value, expected):
-    assert ec.id_to_hex(value) == expected
+    assert etcd_codec.id_to_hex(value) == expected
 
 
 @pytest.mark.parametrize("text", ["8e9e05c52164694d", "0x8E9E05C52164694D", " 8e9e05c52164694d "])
 def test_hex_to_id(text):
-    assert ec.hex_to_id(text) == 10276657743932975437
+    assert etcd_codec.hex_to_id(text) == 10276657743932975437
 
 
 @pytest.mark.parametrize("text", ["zz", "0", "1" * 17])
 def test_hex_to_id_rejects(text):
-    with pytest.raises(ec.EtcdError):
-        ec.hex_to_id(text)
+    with pytest.raises(EtcdError):
+        etcd_codec.hex_to_id(text)
 
 
 @pytest.mark.parametrize(
@@ -76,7 +79,7 @@ def test_hex_to_id_rejects(text):
     [(b"/app/", b"/app0"), (b"a", b"b"), (b"a\xff", b"b"), (b"\xff\xff", b"\x00")],
 )
 def test_prefix_range_end_like_etcdctl(prefix, end):
-    assert ec.prefix_range_end(prefix) == end
+    assert etcd_codec.prefix_range_end(prefix) == end
 
 
 @pytest.mark.parametrize(
@@ -89,12 +92,12 @@ def test_prefix_range_end_like_etcdctl(prefix, end):
     ],
 )
 def test_decode_value(data, expected):
-    assert ec.decode_value(data) == expected
+    assert etcd_codec.decode_value(data) == expected
 
 
 def test_b64_roundtrip():
-    assert ec.unb64(ec.b64("/app/k1")) == b"/app/k1"
-    assert ec.b64(b"\x00") == base64.b64encode(b"\x00").decode()
+    assert etcd_codec.unb64(etcd_codec.b64("/app/k1")) == b"/app/k1"
+    assert etcd_codec.b64(b"\x00") == base64.b64encode(b"\x00").decode()
 
 
 @pytest.mark.parametrize(
@@ -118,7 +121,7 @@ def test_clock_offset_without_date(header):
 
 
 def test_parse_member_unstarted_and_learner():
-    unstarted = ec.parse_member(
+    unstarted = etcd_codec.parse_member(
         {"ID": "15146193272069534389", "peerURLs": ["http://127.0.0.1:23809"], "isLearner": True}
     )
     assert unstarted == {
@@ -133,16 +136,16 @@ def test_parse_member_unstarted_and_learner():
 
 @pytest.mark.parametrize(("voters", "q"), [(1, 1), (2, 2), (3, 2), (4, 3), (5, 3), (7, 4)])
 def test_quorum(voters, q):
-    assert ec.quorum(voters) == q
+    assert etcd_diagnosis.quorum(voters) == q
 
 
 def test_tls_file_checks(tmp_path):
-    with pytest.raises(ec.EtcdError, match="CA file '/nope' does not exist"):
-        ec.make_ssl_context(ca_file="/nope")
+    with pytest.raises(EtcdError, match="CA file '/nope' does not exist"):
+        etcd_tls.make_ssl_context(ca_file="/nope")
     bad_ca = tmp_path / "ca.pem"
     bad_ca.write_text("not a certificate")
-    with pytest.raises(ec.EtcdError, match="not a valid PEM certificate"):
-        ec.make_ssl_context(ca_file=str(bad_ca))
+    with pytest.raises(EtcdError, match="not a valid PEM certificate"):
+        etcd_tls.make_ssl_context(ca_file=str(bad_ca))
 
 
 def test_error_reply_mapping():
@@ -220,7 +223,7 @@ def test_range_response_decodes_to_the_modules_kv_dicts():
     reply = RangeResponse.FromString(msg)
     assert reply.header.revision == 42 and reply.more is True and reply.count == 5
     assert [kv.key for kv in reply.kvs] == [b"/a", b"/ab"]
-    assert ec.parse_kv(reply.kvs[0]) == {
+    assert etcd_codec.parse_kv(reply.kvs[0]) == {
         "key": b"/a",
         "value": b"v\xff1",
         "create_revision": 5,
@@ -228,11 +231,11 @@ def test_range_response_decodes_to_the_modules_kv_dicts():
         "version": 2,
         "lease": 135,
     }
-    assert ec.parse_kv(reply.kvs[1])["value"] == b""
-    assert ec.kv_value(reply.kvs[0]) == b"v\xff1" and ec.kv_value(reply.kvs[1]) == b""
+    assert etcd_codec.parse_kv(reply.kvs[1])["value"] == b""
+    assert etcd_codec.kv_value(reply.kvs[0]) == b"v\xff1" and etcd_codec.kv_value(reply.kvs[1]) == b""
     gateway = {"key": "L2E=", "value": "dv8x", "create_revision": "5", "mod_revision": "9", "version": "2"}
     gateway["lease"] = "135"
-    assert ec.parse_kv(gateway) == ec.parse_kv(reply.kvs[0])
+    assert etcd_codec.parse_kv(gateway) == etcd_codec.parse_kv(reply.kvs[0])
 
 
 def test_hashkv_and_snapshot_responses_decode():
@@ -251,7 +254,7 @@ def test_grpc_refuses_to_skip_certificate_verification():
     """grpcio cannot skip verification: validate_certs=false on an https endpoint is a clear error, raised
     before any connection (the snapshot and the diff then take the gateway, see EtcdClient.snapshot)."""
     client = ec.EtcdClient("https://127.0.0.1:1", validate_certs=False)
-    with pytest.raises(ec.EtcdError, match=r"gRPC to https://127.0.0.1:1 with validate_certs=false") as err:
+    with pytest.raises(EtcdError, match=r"gRPC to https://127.0.0.1:1 with validate_certs=false") as err:
         client.grpc()
     assert err.value.kind == "tls"
 
@@ -290,21 +293,21 @@ def test_an_expired_or_future_certificate_is_named_in_one_line(tmp_path):
     expired, expired_key = _self_signed(tmp_path, "old", -3 * day, -day)
     future, _ = _self_signed(tmp_path, "new", day, 3 * day)
     good, good_key = _self_signed(tmp_path, "good", -day, day)
-    with pytest.raises(ec.EtcdError, match=rf"The client certificate '{expired}' expired on \d{{4}}-"):
-        ec.make_ssl_context(good, expired, expired_key)
-    with pytest.raises(ec.EtcdError, match=rf"The CA file '{expired}' expired on"):
-        ec.make_ssl_context(expired)
-    with pytest.raises(ec.EtcdError, match=rf"The CA file '{future}' is not valid before .* clock right"):
-        ec.make_ssl_context(future)
-    assert ec.make_ssl_context(good, good, good_key) is not None
+    with pytest.raises(EtcdError, match=rf"The client certificate '{expired}' expired on \d{{4}}-"):
+        etcd_tls.make_ssl_context(good, expired, expired_key)
+    with pytest.raises(EtcdError, match=rf"The CA file '{expired}' expired on"):
+        etcd_tls.make_ssl_context(expired)
+    with pytest.raises(EtcdError, match=rf"The CA file '{future}' is not valid before .* clock right"):
+        etcd_tls.make_ssl_context(future)
+    assert etcd_tls.make_ssl_context(good, good, good_key) is not None
 
 
 def test_a_certificate_file_that_is_not_pem_is_named(tmp_path):
     garbage = tmp_path / "garbage.crt"
     garbage.write_text("not a certificate\n")
-    with pytest.raises(ec.EtcdError, match=f"The CA file '{garbage}' is not a valid PEM certificate"):
-        ec.make_ssl_context(str(garbage))
+    with pytest.raises(EtcdError, match=f"The CA file '{garbage}' is not a valid PEM certificate"):
+        etcd_tls.make_ssl_context(str(garbage))
     day = datetime.timedelta(days=1)
     good, good_key = _self_signed(tmp_path, "good", -day, day)
-    with pytest.raises(ec.EtcdError, match=f"Cannot load client certificate '{garbage}'"):
-        ec.make_ssl_context(good, str(garbage), good_key)
+    with pytest.raises(EtcdError, match=f"Cannot load client certificate '{garbage}'"):
+        etcd_tls.make_ssl_context(good, str(garbage), good_key)

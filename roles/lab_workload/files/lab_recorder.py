@@ -43,13 +43,13 @@ def on_signal(_signum, _frame) -> None:
 
 
 def load_client():
-    """The lab's etcd client (module_utils/etcd_client.py), imported the way Ansible resolves it."""
+    """The lab's member probe (module_utils/etcd_probe.py), imported the way Ansible resolves it."""
     import ansible.module_utils
 
     root = Path(__file__).resolve().parents[ROOT_DEPTH]
     if str(root / "module_utils") not in ansible.module_utils.__path__:
         ansible.module_utils.__path__.append(str(root / "module_utils"))
-    return importlib.import_module("ansible.module_utils.etcd_client")
+    return importlib.import_module("ansible.module_utils.etcd_probe")
 
 
 def stamp(moment: dt.datetime | None = None) -> str:
