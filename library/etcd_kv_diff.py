@@ -185,6 +185,7 @@ import os
 import tempfile
 from binascii import a2b_base64
 from concurrent.futures import ThreadPoolExecutor
+from itertools import chain
 
 from ansible.module_utils.etcd_client import (
     ETCD_COMMON_ARGUMENT_SPEC,
@@ -199,12 +200,15 @@ from ansible.module_utils.etcd_tls import check_tls_params
 
 
 class RangeWalker:
-    """Yields (key bytes, comparison token, kv) of one endpoint in key order, page by page.
+    """Yields the pages of one endpoint in key order: lists of (key bytes, comparison token, kvs, index).
 
-    kv is the KeyValue message (gRPC) or the gateway's kv dict; the token is the value bytes (gRPC) or
-    the base64 value (gateway): equal tokens mean equal values, different tokens are checked again on
-    the decoded values (one side may have come through the gateway). The next page is requested in a
-    background thread as soon as the current one arrives.
+    kvs[index] is the KeyValue message (gRPC) or the gateway's kv dict: an item holds the page's list and
+    an index rather than the message, because keeping a wrapper object per key costs more than the parse
+    (protobuf's upb makes one on access, and frees it at once when nothing keeps it). The token is the
+    value bytes (gRPC) or the base64 value (gateway): equal tokens mean equal values, different tokens are
+    checked again on the decoded values (one side may have come through the gateway). Both sides read
+    their first page as soon as they are made; the next page is requested in a background thread as soon
+    as the current one arrives.
     """
 
     def __init__(self, client, start, end, page_size, serializable, transport="auto"):
@@ -219,17 +223,19 @@ class RangeWalker:
         self.count = 0
         self.grpc_ok = True
         self.pool = ThreadPoolExecutor(max_workers=1)
+        self.first = self.pool.submit(self._fetch, start)  # both sides start reading at once
 
     def _grpc(self, start):
         reply = self.client.grpc().range(start, self.end, self.page_size, self.revision, self.serializable)
-        return reply.header.revision, reply.more, [(kv.key, kv.value, kv) for kv in reply.kvs]
+        kvs = reply.kvs
+        return reply.header.revision, reply.more, [(kv.key, kv.value, kvs, i) for i, kv in enumerate(kvs)]
 
     def _gateway(self, start):
         data = self.client.range(
             start, self.end, limit=self.page_size, revision=self.revision, serializable=self.serializable
         ).data
         kvs = data.get("kvs") or []
-        items = [(a2b_base64(kv["key"]), kv.get("value", ""), kv) for kv in kvs]
+        items = [(a2b_base64(kv["key"]), kv.get("value", ""), kvs, i) for i, kv in enumerate(kvs)]
         return int(data.get("header", {}).get("revision", 0)), bool(data.get("more")), items
 
     def _fetch(self, start):
@@ -246,20 +252,24 @@ class RangeWalker:
         return self._gateway(start)
 
     def __iter__(self):
+        """Yield the pages, lists of (key, token, kv)."""
         try:
-            revision, more, items = self._fetch(self.start)
+            revision, more, items = self.first.result()
             self.revision = revision
             while True:
                 pending = None
                 if more and items:
                     pending = self.pool.submit(self._fetch, items[-1][0] + b"\x00")
                 self.count += len(items)
-                yield from items
+                yield items
                 if pending is None:
                     return
                 _revision, more, items = pending.result()
         finally:
-            self.pool.shutdown(wait=True)
+            self.close()
+
+    def close(self):
+        self.pool.shutdown(wait=True)
 
 
 def _fields(kv):
@@ -387,23 +397,29 @@ class Sink:
 
 
 def compare(left, right, sinks):
-    """Merge-join two sorted walkers into the sinks; returns the identical count."""
+    """Merge-join two sides into the sinks; returns the identical count.
+
+    A side is an iterable of pages, each a list of (key, token, kvs, index) in key order (a RangeWalker)."""
     only_left, only_right, conflicts = sinks
     identical = 0
-    li, ri = iter(left), iter(right)
+    li, ri = chain.from_iterable(left), chain.from_iterable(right)
     lcur, rcur = next(li, None), next(ri, None)
     while lcur is not None or rcur is not None:
         if rcur is None or (lcur is not None and lcur[0] < rcur[0]):
-            only_left.add(_entry(lcur[0], lcur[2]))
+            only_left.add(_entry(lcur[0], lcur[2][lcur[3]]))
             lcur = next(li, None)
         elif lcur is None or rcur[0] < lcur[0]:
-            only_right.add(_entry(rcur[0], rcur[2]))
+            only_right.add(_entry(rcur[0], rcur[2][rcur[3]]))
             rcur = next(ri, None)
         else:
-            if lcur[1] == rcur[1] or kv_value(lcur[2]) == kv_value(rcur[2]):
-                identical += 1
+            if lcur[1] != rcur[1]:
+                lkv, rkv = lcur[2][lcur[3]], rcur[2][rcur[3]]
+                if kv_value(lkv) == kv_value(rkv):
+                    identical += 1
+                else:
+                    conflicts.add(_conflict(lcur[0], lkv, rkv))
             else:
-                conflicts.add(_conflict(lcur[0], lcur[2], rcur[2]))
+                identical += 1
             lcur, rcur = next(li, None), next(ri, None)
     return identical
 
@@ -441,7 +457,11 @@ def run(params, check_mode=False):
             RangeWalker(c, start, end, params["page_size"], params["serializable"], transport)
             for c in clients
         ]
-        identical = compare(walkers[0], walkers[1], sinks)
+        try:
+            identical = compare(walkers[0], walkers[1], sinks)
+        finally:
+            for w in walkers:
+                w.close()
         only_left, only_right, conflicts = sinks
         fork = None
         if params.get("history"):
