@@ -33,11 +33,11 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT / "library"), str(ROOT / "tests" / "integration")]
+sys.path[:0] = [str(ROOT / "tools"), str(ROOT / "tests" / "integration")]
 
-import ansible.module_utils
+from lab_imports import use_lab_code
 
-ansible.module_utils.__path__.append(str(ROOT / "module_utils"))
+use_lab_code()
 
 import etcd_endpoint_status
 import etcd_kv_diff
@@ -85,9 +85,9 @@ def bench_status(binaries, repeat):
     print("\n== status: etcd_endpoint_status vs etcdctl endpoint status --cluster -w json")
     print(f"{'members':>7}  {'module in-process':>18}  {'module new process':>19}  {'etcdctl':>9}  ratio*")
     script = (
-        "import sys, ansible.module_utils; ansible.module_utils.__path__.append(sys.argv[1]); "
-        "sys.path.insert(0, sys.argv[2]); import json, etcd_endpoint_status as m; "
-        "params = json.loads(sys.argv[3]); r = m.run(params); print(len(r['endpoints']))"
+        "import sys; sys.path.insert(0, sys.argv[1]); from lab_imports import lab_module; "
+        "import json; m = lab_module('etcd_endpoint_status'); "
+        "params = json.loads(sys.argv[2]); r = m.run(params); print(len(r['endpoints']))"
     )
     for size in (3, 5, 7):
         cluster = new_cluster(binaries, size)
@@ -110,8 +110,7 @@ def bench_status(binaries, repeat):
                         sys.executable,
                         "-c",
                         script,
-                        str(ROOT / "module_utils"),
-                        str(ROOT / "library"),
+                        str(ROOT / "tools"),
                         json.dumps(params),
                     ],
                     check=True,
