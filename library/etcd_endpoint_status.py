@@ -813,8 +813,8 @@ def check_params(params):
         if not isinstance(e, str):
             raise EtcdError(f"Endpoint {e!r} is not a URL string")
         validate_endpoint(e)
-        if e.strip().rstrip("/") not in endpoints:
-            endpoints.append(e.strip().rstrip("/"))
+        if normalize_url(e) not in endpoints:
+            endpoints.append(normalize_url(e))
     if not endpoints:
         raise EtcdError("endpoints is empty: give at least one client URL such as http://127.0.0.1:2379")
     if params.get("timeout") is not None and params["timeout"] <= 0:

@@ -191,6 +191,7 @@ from ansible.module_utils.etcd_client import (
     ETCD_COMMON_ARGUMENT_SPEC,
     client_from_params,
     etcd_module,
+    normalize_url,
     validate_endpoint,
     watch_history,
 )
@@ -439,7 +440,7 @@ def check_params(params):
         if not os.path.isdir(directory):
             raise EtcdError(f"Directory {directory} for report_path does not exist")
     check_tls_params(endpoints, params)
-    return [e.strip().rstrip("/") for e in endpoints]
+    return [normalize_url(e) for e in endpoints]
 
 
 def run(params, check_mode=False):

@@ -97,7 +97,9 @@ def validate_endpoint(url):
 
 
 def normalize_url(url):
-    """A URL as etcd compares it in member lists: no surrounding blanks, no trailing slash, lower case."""
+    """A client or peer URL as the lab compares and shows it (the modules' one normaliser): no surrounding
+    blanks, no trailing slash, lower case (scheme and host are case-insensitive, and a member URL has no
+    path: validate_endpoint refuses one)."""
     return url.strip().rstrip("/").lower()
 
 
@@ -141,7 +143,7 @@ class EtcdClient:
     def __init__(
         self, endpoint, timeout=5.0, ca_file=None, cert_file=None, key_file=None, validate_certs=True
     ):
-        self.endpoint = endpoint.strip().rstrip("/") if isinstance(endpoint, str) else endpoint
+        self.endpoint = normalize_url(endpoint) if isinstance(endpoint, str) else endpoint
         self.scheme, self.host, self.port = validate_endpoint(self.endpoint)
         self.timeout = float(timeout)
         self.ssl_context = None

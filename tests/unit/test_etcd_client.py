@@ -311,3 +311,16 @@ def test_a_certificate_file_that_is_not_pem_is_named(tmp_path):
     good, good_key = _self_signed(tmp_path, "good", -day, day)
     with pytest.raises(EtcdError, match=f"Cannot load client certificate '{garbage}'"):
         etcd_tls.make_ssl_context(good, str(garbage), good_key)
+
+
+def test_one_url_normaliser_for_the_client_and_the_modules():
+    import etcd_endpoint_status
+    import etcd_kv_diff
+
+    assert ec.normalize_url(" HTTP://127.0.0.1:2379/ ") == "http://127.0.0.1:2379"
+    assert ec.EtcdClient(" HTTP://127.0.0.1:2379/ ").endpoint == "http://127.0.0.1:2379"
+    given = ["http://127.0.0.1:2379/", "HTTP://127.0.0.1:2379", "http://127.0.0.2:2379"]
+    params = {"endpoints": given, "timeout": 1.0, "clock_skew_threshold": 1.0}
+    assert etcd_endpoint_status.check_params(params) == ["http://127.0.0.1:2379", "http://127.0.0.2:2379"]
+    diff = {"endpoints": given[1:], "page_size": 10, "max_items": 1, "report_path": None}
+    assert etcd_kv_diff.check_params(diff) == ["http://127.0.0.1:2379", "http://127.0.0.2:2379"]
