@@ -6,7 +6,7 @@ The JSON gateway does not serve HashKV (404 on 3.4.23 and 3.5.1), and it re-enco
 every key as base64 inside JSON, which makes snapshots three to four times slower than etcdctl. These calls
 go through grpcio (HTTP/2, TLS, gRPC framing) with the protobuf messages generated from proto/etcd_rpc.proto
 (module_utils/etcd_rpc_pb2*.py, tools/gen_etcd_proto.py). grpc is imported when the first call is made, not
-when a module starts (the import costs about 60-120 ms).
+when a module starts (grpc, protobuf and the stubs add about 35 ms to a module, 60 ms alone).
 
 A gRPC error status (in the reply's trailers) becomes one EtcdError line naming the operation, the endpoint,
 the status code and etcd's message, e.g. "HashKV over gRPC from http://127.0.0.1:2379 failed: OUT_OF_RANGE:

@@ -34,3 +34,20 @@ def test_the_stubs_call_etcds_methods():
         "etcdserverpb.Maintenance.HashKV",
         "etcdserverpb.Maintenance.Snapshot",
     ]
+
+
+def test_modules_start_without_grpc():
+    """grpc and protobuf add about 35 ms to a module's start: it imports them on its first gRPC call only."""
+    import subprocess
+    import sys
+
+    modules = sorted(p.stem for p in (ROOT / "library").glob("etcd_*.py"))
+    code = (
+        f"import sys; sys.path.insert(0, {str(ROOT / 'tools')!r})\n"
+        "from lab_imports import lab_module\n"
+        f"for name in {modules!r}: lab_module(name)\n"
+        "print(sorted(m for m in ('grpc', 'google.protobuf') if m in sys.modules))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert len(modules) >= 8 and proc.stdout.strip() == "[]"
