@@ -8,7 +8,7 @@ import shutil
 
 import etcd_snapshot
 import pytest
-from etcd_fixtures import ROOT, VERSIONS, Cluster, Member, free_ports, run_module
+from etcd_fixtures import VERSIONS, Cluster, Member, free_ports, run_ansible_module, run_module
 
 
 @pytest.fixture(scope="module", params=["3.4", "3.5"])
@@ -182,21 +182,7 @@ def test_restore_and_start_etcd_from_it(saved, tmp_path):
 def test_grpc_through_the_ansible_cli(saved, tmp_path):
     """Run by ansible itself, the module's zip (AnsiballZ) carries etcd_grpc and the generated stubs: the
     snapshot comes over gRPC."""
-    import json
-    import subprocess
-
-    from test_modules_status import ANSIBLE_ENV
-
     _version, cluster, _path, _result = saved
-    args = json.dumps({"operation": "save", "endpoints": cluster.endpoints, "path": str(tmp_path / "cli.db")})
-    proc = subprocess.run(
-        [str(ROOT / ".venv/bin/ansible"), "localhost", "-m", "etcd_snapshot", "-a", args],
-        cwd=ROOT,
-        env=ANSIBLE_ENV,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    result = json.loads(proc.stdout)["plays"][0]["tasks"][0]["hosts"]["localhost"]
+    args = {"operation": "save", "endpoints": cluster.endpoints, "path": str(tmp_path / "cli.db")}
+    result = run_ansible_module("etcd_snapshot", args)
     assert result["transport"] == "grpc" and result["has_hash"] is True
