@@ -172,6 +172,10 @@ class EtcdClient:
         if self._conn is not None:
             self._conn.close()
             self._conn = None
+        self.close_grpc()
+
+    def close_grpc(self):
+        """Close the gRPC channel (its connection and grpc's threads for it); the next gRPC call opens one."""
         if self._grpc is not None:
             self._grpc.close()
             self._grpc = None
@@ -392,6 +396,9 @@ class EtcdClient:
                     written = self.grpc().snapshot(hashing, progress)
                 finally:
                     hashing.finish()
+                    # A snapshot is one call: the channel goes before the caller runs etcdutl / etcdctl on
+                    # the file (a fork), as the connection of the earlier hand-written client did.
+                    self.close_grpc()
                 if not hashing.intact():
                     raise EtcdError(
                         f"Snapshot over gRPC from {self.endpoint} failed: the stream did not end with the "
