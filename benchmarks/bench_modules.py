@@ -13,6 +13,8 @@ temporary directory removed. Only 127.0.0.1 is used.
   each side) vs `etcdctl get "" --prefix -w json` on both sides (one after the other) plus a Python
   dict diff.
 - snapshot: etcd_snapshot save of a database of about S MB vs `etcdctl snapshot save`.
+- the diff's and the snapshot's gRPC runs also give the module's CPU time (this process, every thread), the
+  figure to compare across runs on a shared machine, where wall times move with the load.
 
 --tls on runs the clusters with mutual TLS on the client port (--client-cert-auth, certificates made for the
 run, as the lab's lab_tls does) and gives the modules and etcdctl the CA and a client certificate; --tls both
@@ -64,12 +66,24 @@ def new_cluster(binaries, size):
 
 
 def timed(func, repeat):
+    """Median and minimum wall time of func over repeat runs."""
     times = []
     for _ in range(repeat):
         start = time.perf_counter()
         func()
         times.append(time.perf_counter() - start)
     return statistics.median(times), min(times)
+
+
+def cpu(func, repeat):
+    """Median CPU time of this process (all its threads) running an in-process func: what a module costs
+    the controller, steadier than wall time on a shared machine."""
+    times = []
+    for _ in range(repeat):
+        start = time.process_time()
+        func()
+        times.append(time.process_time() - start)
+    return statistics.median(times)
 
 
 def etcdctl(binaries, *args):
@@ -220,11 +234,12 @@ def bench_diff(binaries, nkeys, repeat):
             expected,
         )
         m, _ = timed(module_run, repeat)
+        m_cpu = cpu(module_run, repeat)
         c, _ = timed(ctl_run, repeat)
         params["transport"] = "gateway"
         g, _ = timed(module_run, repeat)
         print(f"  counts: {expected}")
-        print(f"  module, gRPC     {m:.2f} s   speed-up vs etcdctl+python {c / m:.2f}x")
+        print(f"  module, gRPC     {m:.2f} s   speed-up vs etcdctl+python {c / m:.2f}x   (CPU {m_cpu:.2f} s)")
         print(f"  module, gateway  {g:.2f} s   speed-up vs etcdctl+python {c / g:.2f}x")
         print(f"  etcdctl+python   {c:.2f} s")
     finally:
@@ -271,11 +286,15 @@ def bench_snapshot(binaries, megabytes, repeat):
         assert size == os.path.getsize(path_c), (size, os.path.getsize(path_c))
         assert result["transport"] == "grpc"
         m, _ = timed(module_run, repeat)
+        m_cpu = cpu(module_run, repeat)
         g, _ = timed(lambda: module_run("gateway"), repeat)
         c, _ = timed(ctl_run, repeat)
         mb = size / 1e6
         print(f"  snapshot {mb:.1f} MB (identical size from both)")
-        print(f"  module, gRPC     {m:.2f} s ({mb / m:.0f} MB/s)  throughput vs etcdctl {c / m:.2f}x")
+        print(
+            f"  module, gRPC     {m:.2f} s ({mb / m:.0f} MB/s)  throughput vs etcdctl {c / m:.2f}x"
+            f"   (CPU {m_cpu:.2f} s)"
+        )
         print(f"  module, gateway  {g:.2f} s ({mb / g:.0f} MB/s)  throughput vs etcdctl {c / g:.2f}x")
         print(f"  etcdctl          {c:.2f} s ({mb / c:.0f} MB/s)")
         print("  (all include writing the file with fsync; the module also verifies the sha256)")
