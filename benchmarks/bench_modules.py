@@ -13,6 +13,8 @@ temporary directory removed. Only 127.0.0.1 is used.
   each side) vs `etcdctl get "" --prefix -w json` on both sides (one after the other) plus a Python
   dict diff.
 - snapshot: etcd_snapshot save of a database of about S MB vs `etcdctl snapshot save`.
+- the diff's and the snapshot's gRPC runs also give the module's CPU time (this process, every thread), the
+  figure to compare across runs on a shared machine, where wall times move with the load.
 
 --tls on runs the clusters with mutual TLS on the client port (--client-cert-auth, certificates made for the
 run, as the lab's lab_tls does) and gives the modules and etcdctl the CA and a client certificate; --tls both
@@ -33,11 +35,11 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT / "library"), str(ROOT / "tests" / "integration")]
+sys.path[:0] = [str(ROOT / "tools"), str(ROOT / "tests" / "integration")]
 
-import ansible.module_utils
+from lab_imports import use_lab_code
 
-ansible.module_utils.__path__.append(str(ROOT / "module_utils"))
+use_lab_code()
 
 import etcd_endpoint_status
 import etcd_kv_diff
@@ -64,12 +66,24 @@ def new_cluster(binaries, size):
 
 
 def timed(func, repeat):
+    """Median and minimum wall time of func over repeat runs."""
     times = []
     for _ in range(repeat):
         start = time.perf_counter()
         func()
         times.append(time.perf_counter() - start)
     return statistics.median(times), min(times)
+
+
+def cpu(func, repeat):
+    """Median CPU time of this process (all its threads) running an in-process func: what a module costs
+    the controller, steadier than wall time on a shared machine."""
+    times = []
+    for _ in range(repeat):
+        start = time.process_time()
+        func()
+        times.append(time.process_time() - start)
+    return statistics.median(times)
 
 
 def etcdctl(binaries, *args):
@@ -85,9 +99,9 @@ def bench_status(binaries, repeat):
     print("\n== status: etcd_endpoint_status vs etcdctl endpoint status --cluster -w json")
     print(f"{'members':>7}  {'module in-process':>18}  {'module new process':>19}  {'etcdctl':>9}  ratio*")
     script = (
-        "import sys, ansible.module_utils; ansible.module_utils.__path__.append(sys.argv[1]); "
-        "sys.path.insert(0, sys.argv[2]); import json, etcd_endpoint_status as m; "
-        "params = json.loads(sys.argv[3]); r = m.run(params); print(len(r['endpoints']))"
+        "import sys; sys.path.insert(0, sys.argv[1]); from lab_imports import lab_module; "
+        "import json; m = lab_module('etcd_endpoint_status'); "
+        "params = json.loads(sys.argv[2]); r = m.run(params); print(len(r['endpoints']))"
     )
     for size in (3, 5, 7):
         cluster = new_cluster(binaries, size)
@@ -110,8 +124,7 @@ def bench_status(binaries, repeat):
                         sys.executable,
                         "-c",
                         script,
-                        str(ROOT / "module_utils"),
-                        str(ROOT / "library"),
+                        str(ROOT / "tools"),
                         json.dumps(params),
                     ],
                     check=True,
@@ -221,11 +234,12 @@ def bench_diff(binaries, nkeys, repeat):
             expected,
         )
         m, _ = timed(module_run, repeat)
+        m_cpu = cpu(module_run, repeat)
         c, _ = timed(ctl_run, repeat)
         params["transport"] = "gateway"
         g, _ = timed(module_run, repeat)
         print(f"  counts: {expected}")
-        print(f"  module, gRPC     {m:.2f} s   speed-up vs etcdctl+python {c / m:.2f}x")
+        print(f"  module, gRPC     {m:.2f} s   speed-up vs etcdctl+python {c / m:.2f}x   (CPU {m_cpu:.2f} s)")
         print(f"  module, gateway  {g:.2f} s   speed-up vs etcdctl+python {c / g:.2f}x")
         print(f"  etcdctl+python   {c:.2f} s")
     finally:
@@ -272,11 +286,15 @@ def bench_snapshot(binaries, megabytes, repeat):
         assert size == os.path.getsize(path_c), (size, os.path.getsize(path_c))
         assert result["transport"] == "grpc"
         m, _ = timed(module_run, repeat)
+        m_cpu = cpu(module_run, repeat)
         g, _ = timed(lambda: module_run("gateway"), repeat)
         c, _ = timed(ctl_run, repeat)
         mb = size / 1e6
         print(f"  snapshot {mb:.1f} MB (identical size from both)")
-        print(f"  module, gRPC     {m:.2f} s ({mb / m:.0f} MB/s)  throughput vs etcdctl {c / m:.2f}x")
+        print(
+            f"  module, gRPC     {m:.2f} s ({mb / m:.0f} MB/s)  throughput vs etcdctl {c / m:.2f}x"
+            f"   (CPU {m_cpu:.2f} s)"
+        )
         print(f"  module, gateway  {g:.2f} s ({mb / g:.0f} MB/s)  throughput vs etcdctl {c / g:.2f}x")
         print(f"  etcdctl          {c:.2f} s ({mb / c:.0f} MB/s)")
         print("  (all include writing the file with fsync; the module also verifies the sha256)")

@@ -139,20 +139,11 @@ import os
 import time
 from datetime import UTC, datetime
 
-from ansible.module_utils.etcd_client import (
-    ETCD_COMMON_ARGUMENT_SPEC,
-    client_from_params,
-    compare_hashkv,
-    etcd_module,
-    exit_with,
-    fixed_revision,
-    hashkv_at,
-    id_to_hex,
-    parallel_map,
-    parse_kv,
-    parse_member,
-    probe_member,
-)
+from ansible.module_utils.etcd_client import ETCD_COMMON_ARGUMENT_SPEC, client_from_params, etcd_module
+from ansible.module_utils.etcd_codec import id_to_hex, parse_kv, parse_member
+from ansible.module_utils.etcd_diagnosis import compare_hashkv, fixed_revision, hashkv_at
+from ansible.module_utils.etcd_errors import exit_with
+from ansible.module_utils.etcd_probe import parallel_map, probe_member
 
 
 def probe(params, endpoint):

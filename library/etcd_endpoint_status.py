@@ -260,18 +260,15 @@ from datetime import UTC, datetime
 
 from ansible.module_utils.etcd_client import (
     ETCD_COMMON_ARGUMENT_SPEC,
-    EtcdError,
-    check_tls_params,
     etcd_module,
-    exit_with,
-    id_to_hex,
     normalize_url,
-    parallel_map,
-    parse_member,
-    probe_member,
-    quorum,
     validate_endpoint,
 )
+from ansible.module_utils.etcd_codec import id_to_hex, parse_member
+from ansible.module_utils.etcd_diagnosis import quorum
+from ansible.module_utils.etcd_errors import EtcdError, exit_with
+from ansible.module_utils.etcd_probe import parallel_map, probe_member
+from ansible.module_utils.etcd_tls import check_tls_params
 
 
 def _int(value):
@@ -827,8 +824,8 @@ def check_params(params):
         if not isinstance(e, str):
             raise EtcdError(f"Endpoint {e!r} is not a URL string")
         validate_endpoint(e)
-        if e.strip().rstrip("/") not in endpoints:
-            endpoints.append(e.strip().rstrip("/"))
+        if normalize_url(e) not in endpoints:
+            endpoints.append(normalize_url(e))
     if not endpoints:
         raise EtcdError("endpoints is empty: give at least one client URL such as http://127.0.0.1:2379")
     if params.get("timeout") is not None and params["timeout"] <= 0:

@@ -134,16 +134,11 @@ import os
 import socket
 from collections import Counter
 
-from ansible.module_utils.etcd_client import (
-    ETCD_COMMON_ARGUMENT_SPEC,
-    etcd_module,
-    id_to_hex,
-    parallel_map,
-    probe_member,
-    quorum,
-    run_or_fail,
-    validate_endpoint,
-)
+from ansible.module_utils.etcd_client import ETCD_COMMON_ARGUMENT_SPEC, etcd_module, validate_endpoint
+from ansible.module_utils.etcd_codec import id_to_hex
+from ansible.module_utils.etcd_diagnosis import quorum
+from ansible.module_utils.etcd_errors import run_or_fail
+from ansible.module_utils.etcd_probe import parallel_map, probe_member
 
 
 def probe_client(endpoint, params):

@@ -185,34 +185,30 @@ import os
 import tempfile
 from binascii import a2b_base64
 from concurrent.futures import ThreadPoolExecutor
+from itertools import chain
 
 from ansible.module_utils.etcd_client import (
     ETCD_COMMON_ARGUMENT_SPEC,
-    EtcdError,
-    GrpcChannel,
-    GrpcUnavailable,
-    check_tls_params,
     client_from_params,
-    decode_value,
     etcd_module,
-    exit_with,
-    id_to_hex,
-    kv_value,
-    parse_kv,
-    parse_range_response,
-    prefix_range_end,
-    range_request,
+    normalize_url,
     validate_endpoint,
     watch_history,
 )
+from ansible.module_utils.etcd_codec import decode_value, id_to_hex, kv_value, parse_kv, prefix_range_end
+from ansible.module_utils.etcd_errors import EtcdError, exit_with
+from ansible.module_utils.etcd_tls import check_tls_params
 
 
 class RangeWalker:
-    """Yields (key bytes, comparison token, kv) of one endpoint in key order, page by page.
+    """Yields the pages of one endpoint in key order: lists of (key bytes, comparison token, kvs, index).
 
-    kv is the raw mvccpb.KeyValue bytes (gRPC) or the gateway's kv dict; the token is the raw bytes
-    (gRPC) or the base64 value (gateway): equal tokens mean equal values, different tokens are
-    checked again on the decoded values. The next page is requested in a background thread as soon
+    kvs[index] is the KeyValue message (gRPC) or the gateway's kv dict: an item holds the page's list and
+    an index rather than the message, because keeping a wrapper object per key costs more than the parse
+    (protobuf's upb makes one on access, and frees it at once when nothing keeps it). The token is the
+    value bytes (gRPC) or the base64 value (gateway): equal tokens mean equal values, different tokens are
+    checked again on the decoded values (one side may have come through the gateway). Both sides read
+    their first page as soon as they are made; the next page is requested in a background thread as soon
     as the current one arrives.
     """
 
@@ -226,59 +222,55 @@ class RangeWalker:
         self.used = set()
         self.revision = 0
         self.count = 0
-        self.channel = None
+        self.grpc_ok = True
         self.pool = ThreadPoolExecutor(max_workers=1)
+        self.first = self.pool.submit(self._fetch, start)  # both sides start reading at once
 
     def _grpc(self, start):
-        if self.channel is None:
-            self.channel = GrpcChannel(self.client)
-        request = range_request(start, self.end, self.page_size, self.revision, self.serializable)
-        (reply,) = list(self.channel.call("/etcdserverpb.KV/Range", request))
-        revision, more, kvs = parse_range_response(reply)
-        return revision, more, [(key, kv, kv) for key, kv in kvs]
+        reply = self.client.grpc().range(start, self.end, self.page_size, self.revision, self.serializable)
+        kvs = reply.kvs
+        return reply.header.revision, reply.more, [(kv.key, kv.value, kvs, i) for i, kv in enumerate(kvs)]
 
     def _gateway(self, start):
         data = self.client.range(
             start, self.end, limit=self.page_size, revision=self.revision, serializable=self.serializable
         ).data
         kvs = data.get("kvs") or []
-        items = [(a2b_base64(kv["key"]), kv.get("value", ""), kv) for kv in kvs]
+        items = [(a2b_base64(kv["key"]), kv.get("value", ""), kvs, i) for i, kv in enumerate(kvs)]
         return int(data.get("header", {}).get("revision", 0)), bool(data.get("more")), items
 
     def _fetch(self, start):
-        if self.transport in ("auto", "grpc") and self.channel is not False:
+        if self.transport in ("auto", "grpc") and self.grpc_ok:
             try:
                 page = self._grpc(start)
                 self.used.add("grpc")
                 return page
-            except (GrpcUnavailable, ValueError) as exc:
-                if self.channel:
-                    self.channel.close()
-                self.channel = False  # from now on through the gateway, which explains its errors
+            except EtcdError:
                 if self.transport == "grpc":
-                    raise EtcdError(
-                        f"Range over gRPC from {self.client.endpoint} failed: {exc}", self.client.endpoint
-                    ) from None
+                    raise
+                self.grpc_ok = False  # from now on through the gateway
         self.used.add("gateway")
         return self._gateway(start)
 
     def __iter__(self):
+        """Yield the pages, lists of (key, token, kv)."""
         try:
-            revision, more, items = self._fetch(self.start)
+            revision, more, items = self.first.result()
             self.revision = revision
             while True:
                 pending = None
                 if more and items:
                     pending = self.pool.submit(self._fetch, items[-1][0] + b"\x00")
                 self.count += len(items)
-                yield from items
+                yield items
                 if pending is None:
                     return
                 _revision, more, items = pending.result()
         finally:
-            self.pool.shutdown(wait=True)
-            if self.channel:
-                self.channel.close()
+            self.close()
+
+    def close(self):
+        self.pool.shutdown(wait=True)
 
 
 def _fields(kv):
@@ -406,23 +398,29 @@ class Sink:
 
 
 def compare(left, right, sinks):
-    """Merge-join two sorted walkers into the sinks; returns the identical count."""
+    """Merge-join two sides into the sinks; returns the identical count.
+
+    A side is an iterable of pages, each a list of (key, token, kvs, index) in key order (a RangeWalker)."""
     only_left, only_right, conflicts = sinks
     identical = 0
-    li, ri = iter(left), iter(right)
+    li, ri = chain.from_iterable(left), chain.from_iterable(right)
     lcur, rcur = next(li, None), next(ri, None)
     while lcur is not None or rcur is not None:
         if rcur is None or (lcur is not None and lcur[0] < rcur[0]):
-            only_left.add(_entry(lcur[0], lcur[2]))
+            only_left.add(_entry(lcur[0], lcur[2][lcur[3]]))
             lcur = next(li, None)
         elif lcur is None or rcur[0] < lcur[0]:
-            only_right.add(_entry(rcur[0], rcur[2]))
+            only_right.add(_entry(rcur[0], rcur[2][rcur[3]]))
             rcur = next(ri, None)
         else:
-            if lcur[1] == rcur[1] or kv_value(lcur[2]) == kv_value(rcur[2]):
-                identical += 1
+            if lcur[1] != rcur[1]:
+                lkv, rkv = lcur[2][lcur[3]], rcur[2][rcur[3]]
+                if kv_value(lkv) == kv_value(rkv):
+                    identical += 1
+                else:
+                    conflicts.add(_conflict(lcur[0], lkv, rkv))
             else:
-                conflicts.add(_conflict(lcur[0], lcur[2], rcur[2]))
+                identical += 1
             lcur, rcur = next(li, None), next(ri, None)
     return identical
 
@@ -442,7 +440,7 @@ def check_params(params):
         if not os.path.isdir(directory):
             raise EtcdError(f"Directory {directory} for report_path does not exist")
     check_tls_params(endpoints, params)
-    return [e.strip().rstrip("/") for e in endpoints]
+    return [normalize_url(e) for e in endpoints]
 
 
 def run(params, check_mode=False):
@@ -460,7 +458,11 @@ def run(params, check_mode=False):
             RangeWalker(c, start, end, params["page_size"], params["serializable"], transport)
             for c in clients
         ]
-        identical = compare(walkers[0], walkers[1], sinks)
+        try:
+            identical = compare(walkers[0], walkers[1], sinks)
+        finally:
+            for w in walkers:
+                w.close()
         only_left, only_right, conflicts = sinks
         fork = None
         if params.get("history"):

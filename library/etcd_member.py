@@ -195,20 +195,16 @@ import time
 
 from ansible.module_utils.etcd_client import (
     ETCD_COMMON_ARGUMENT_SPEC,
-    EtcdError,
-    check_tls_params,
     client_from_params,
     etcd_module,
-    hex_to_id,
-    id_to_hex,
     normalize_url,
-    parallel_map,
-    parse_member,
-    probe_member,
-    quorum,
-    run_or_fail,
     validate_endpoint,
 )
+from ansible.module_utils.etcd_codec import hex_to_id, id_to_hex, parse_member
+from ansible.module_utils.etcd_diagnosis import quorum
+from ansible.module_utils.etcd_errors import EtcdError, run_or_fail
+from ansible.module_utils.etcd_probe import parallel_map, probe_member
+from ansible.module_utils.etcd_tls import check_tls_params
 
 
 def probe(endpoint, params):

@@ -124,7 +124,8 @@ import signal
 import subprocess
 import time
 
-from ansible.module_utils.etcd_client import EtcdClient, EtcdError, etcd_module, exit_with, free_ports
+from ansible.module_utils.etcd_client import EtcdClient, etcd_module, free_ports
+from ansible.module_utils.etcd_errors import EtcdError, exit_with
 
 COPY_PREFIX = "copy-"
 

@@ -219,18 +219,12 @@ import tempfile
 
 from ansible.module_utils.etcd_client import (
     ETCD_COMMON_ARGUMENT_SPEC,
-    EtcdError,
-    b64,
     client_from_params,
-    decode_value,
     etcd_module,
-    exit_with,
-    id_to_hex,
-    parse_kv,
-    prefix_range_end,
-    unb64,
     watch_history,
 )
+from ansible.module_utils.etcd_codec import b64, decode_value, id_to_hex, parse_kv, prefix_range_end, unb64
+from ansible.module_utils.etcd_errors import EtcdError, exit_with
 
 
 def write_atomic(path, text):

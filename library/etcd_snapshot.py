@@ -239,13 +239,13 @@ import tempfile
 
 from ansible.module_utils.etcd_client import (
     ETCD_COMMON_ARGUMENT_SPEC,
-    SNAPSHOT_HASH_SIZE,
-    EtcdError,
     client_from_params,
     etcd_module,
-    run_or_fail,
+    normalize_url,
     validate_endpoint,
 )
+from ansible.module_utils.etcd_errors import EtcdError, run_or_fail
+from ansible.module_utils.etcd_grpc import SNAPSHOT_HASH_SIZE
 
 BOLT_MAGIC = 0xED0CDAED
 CHUNK = 1 << 20
@@ -372,7 +372,7 @@ def save(params, check_mode, runner, which):
             f"operation=save needs exactly one endpoint (got {len(endpoints)}): a snapshot comes from one "
             "member; loop over members to save each side"
         )
-    endpoint = endpoints[0].strip().rstrip("/")
+    endpoint = normalize_url(endpoints[0])
     validate_endpoint(endpoint)
     path = params["path"]
     directory = os.path.dirname(os.path.abspath(path))

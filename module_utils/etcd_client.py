@@ -2,9 +2,14 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """One client for etcd's v3 JSON gateway (grpc-gateway), shared by the etcd_* modules.
 
-Standard library only (http.client, ssl, concurrent.futures): modules run on the controller and
-need no gRPC stack. Every failure is raised as EtcdError whose message names the endpoint and the
-cause, so a module can hand it to fail_json unchanged.
+Standard library only (http.client, ssl) for the gateway; the three calls that speak gRPC (HashKV, the
+snapshot stream, the diff's key ranges) are in etcd_grpc.py, which imports grpcio only when one of them is
+made. Every failure is raised as EtcdError (etcd_errors.py) whose message names the endpoint and the cause,
+so a module can hand it to fail_json unchanged.
+
+The rest of the shared code, by concern: etcd_codec.py (ids, base64, key-values and members as dicts),
+etcd_tls.py (the TLS files), etcd_probe.py (status of many members at once), etcd_diagnosis.py (quorum and
+the HashKV comparison), etcd_errors.py (the error and the modules' one-line failure).
 
 Gateway facts this client relies on (checked on etcd 3.4.23 and 3.5.1):
 - every call is a POST of a JSON body to /v3/<service>/<method>;
@@ -14,30 +19,25 @@ Gateway facts this client relies on (checked on etcd 3.4.23 and 3.5.1):
 - /v3/maintenance/snapshot streams newline-delimited {"result": {"blob": "<base64>"}} objects,
   the last of which carries the 32-byte sha256 of the database;
 - /v3/maintenance/hashkv is NOT served by the gateway (404) on 3.4.23 nor 3.5.1: EtcdClient.hashkv
-  speaks gRPC instead (see GrpcChannel below, also used for snapshots and key ranges);
+  speaks gRPC instead (EtcdClient.grpc(), also used for snapshots and key ranges);
 - the HTTP Date header comes from the member's own wall clock (1 s resolution).
 """
 
 from __future__ import annotations
 
-import base64
 import binascii
-import datetime
 import email.utils
-import hashlib
 import http.client
 import json
-import os
-import queue
 import socket
 import ssl
-import threading
 import time
-import traceback
-from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import urlsplit
 
 from ansible.module_utils.basic import AnsibleModule, env_fallback
+from ansible.module_utils.etcd_codec import b64, unb64
+from ansible.module_utils.etcd_errors import EtcdError
+from ansible.module_utils.etcd_tls import make_ssl_context
 
 # Shared Ansible argument spec for the connection / TLS options of every etcd_* module.
 ETCD_COMMON_ARGUMENT_SPEC = {
@@ -59,70 +59,6 @@ ETCD_COMMON_ARGUMENT_SPEC = {
 ETCD_COMMON_REQUIRED_TOGETHER = [("client_cert", "client_key")]
 
 # Their documentation: plugins/doc_fragments/etcd_connection.py (extends_documentation_fragment).
-
-SNAPSHOT_HASH_SIZE = 32  # etcd appends sha256(db) to the snapshot stream
-
-
-class EtcdError(Exception):
-    """A failure talking to one endpoint; str() is the one-line message for the user."""
-
-    def __init__(self, msg, endpoint=None, kind="error", code=None):
-        super().__init__(msg)
-        self.msg = msg
-        self.endpoint = endpoint
-        self.kind = kind  # refused, timeout, tls, not_etcd, etcd, http, url, file, protocol
-        self.code = code
-
-
-def id_to_hex(value):
-    """Format an etcd id (decimal string or int) as `etcdctl --hex` prints it: '%x'."""
-    if value in (None, "", "0", 0):
-        return None
-    return f"{int(value):x}"
-
-
-def hex_to_id(value):
-    """Parse a hex member id as printed by etcdctl (with or without 0x) to an int."""
-    text = str(value).strip().lower()
-    if text.startswith("0x"):
-        text = text[2:]
-    try:
-        number = int(text, 16)
-    except ValueError:
-        raise EtcdError(f"Member id '{value}' is not a hexadecimal etcd id", kind="url") from None
-    if number <= 0 or number >= 2**64:
-        raise EtcdError(f"Member id '{value}' is out of range for an etcd id", kind="url")
-    return number
-
-
-def b64(data):
-    if isinstance(data, str):
-        data = data.encode("utf-8")
-    return base64.b64encode(data).decode("ascii")
-
-
-def unb64(text):
-    if not text:
-        return b""
-    return base64.b64decode(text)
-
-
-def prefix_range_end(prefix):
-    """range_end for every key starting with prefix (bytes), as etcdctl --prefix computes it."""
-    end = bytearray(prefix)
-    for i in range(len(end) - 1, -1, -1):
-        if end[i] < 0xFF:
-            end[i] += 1
-            return bytes(end[: i + 1])
-    return b"\x00"  # all keys
-
-
-def decode_value(data):
-    """Return (text, is_base64): UTF-8 text when the bytes are valid UTF-8, else base64."""
-    try:
-        return data.decode("utf-8"), False
-    except UnicodeDecodeError:
-        return base64.b64encode(data).decode("ascii"), True
 
 
 def validate_endpoint(url):
@@ -161,75 +97,10 @@ def validate_endpoint(url):
 
 
 def normalize_url(url):
-    """A URL as etcd compares it in member lists: no surrounding blanks, no trailing slash, lower case."""
+    """A client or peer URL as the lab compares and shows it (the modules' one normaliser): no surrounding
+    blanks, no trailing slash, lower case (scheme and host are case-insensitive, and a member URL has no
+    path: validate_endpoint refuses one)."""
     return url.strip().rstrip("/").lower()
-
-
-def check_tls_files(ca_file=None, cert_file=None, key_file=None):
-    """Raise EtcdError for a missing or unreadable TLS file, or a certificate without its key."""
-    for label, path in (("CA file", ca_file), ("client certificate", cert_file), ("client key", key_file)):
-        if path is None:
-            continue
-        if not os.path.isfile(path):
-            raise EtcdError(f"The {label} '{path}' does not exist or is not a file", kind="file")
-        if not os.access(path, os.R_OK):
-            raise EtcdError(f"The {label} '{path}' is not readable", kind="file")
-
-
-def check_validity(label, path, now=None):
-    """Raise EtcdError naming the file when a PEM certificate has expired or is not valid yet (OpenSSL would
-    only say "certificate verify failed", or the member would drop the handshake). A file cryptography cannot
-    read as a certificate is left to ssl, which names it."""
-    try:
-        from cryptography import x509
-    except ImportError:  # pragma: no cover - ansible-core requires cryptography
-        return
-    try:
-        with open(path, "rb") as handle:
-            cert = x509.load_pem_x509_certificate(handle.read())
-    except (OSError, ValueError):
-        return
-    now = now or datetime.datetime.now(datetime.UTC)
-    if cert.not_valid_after_utc < now:
-        raise EtcdError(
-            f"The {label} '{path}' expired on {cert.not_valid_after_utc:%Y-%m-%d %H:%M} UTC: make a new one",
-            kind="file",
-        )
-    if cert.not_valid_before_utc > now:
-        raise EtcdError(
-            f"The {label} '{path}' is not valid before {cert.not_valid_before_utc:%Y-%m-%d %H:%M} UTC "
-            "(is this host's clock right?)",
-            kind="file",
-        )
-
-
-def make_ssl_context(ca_file=None, cert_file=None, key_file=None, validate_certs=True):
-    check_tls_files(ca_file, cert_file, key_file)
-    for label, path in (("CA file", ca_file), ("client certificate", cert_file)):
-        if path:
-            check_validity(label, path)
-    try:
-        if validate_certs:
-            ctx = ssl.create_default_context(cafile=ca_file)
-        else:
-            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-            ctx.check_hostname = False
-            ctx.verify_mode = ssl.CERT_NONE
-    except ssl.SSLError as exc:
-        raise EtcdError(
-            f"The CA file '{ca_file}' is not a valid PEM certificate: {exc}", kind="file"
-        ) from None
-    if cert_file:
-        try:
-            ctx.load_cert_chain(cert_file, key_file)
-        except ssl.SSLError as exc:
-            reason = getattr(exc, "reason", None) or str(exc)
-            if "KEY_VALUES_MISMATCH" in str(exc):
-                reason = "the key does not match the certificate"
-            raise EtcdError(
-                f"Cannot load client certificate '{cert_file}' with key '{key_file}': {reason}", kind="file"
-            ) from None
-    return ctx
 
 
 def _looks_like_tls_refusal(exc):
@@ -272,13 +143,14 @@ class EtcdClient:
     def __init__(
         self, endpoint, timeout=5.0, ca_file=None, cert_file=None, key_file=None, validate_certs=True
     ):
-        self.endpoint = endpoint.strip().rstrip("/") if isinstance(endpoint, str) else endpoint
+        self.endpoint = normalize_url(endpoint) if isinstance(endpoint, str) else endpoint
         self.scheme, self.host, self.port = validate_endpoint(self.endpoint)
         self.timeout = float(timeout)
         self.ssl_context = None
         if self.scheme == "https":
             self.ssl_context = make_ssl_context(ca_file, cert_file, key_file, validate_certs)
         self._conn = None
+        self._grpc = None  # the GrpcClient of grpc()
         self.last_clock_offset = None
         self.last_snapshot_sha256 = None
         self.ca_file, self.cert_file, self.key_file = ca_file, cert_file, key_file
@@ -300,6 +172,13 @@ class EtcdClient:
         if self._conn is not None:
             self._conn.close()
             self._conn = None
+        self.close_grpc()
+
+    def close_grpc(self):
+        """Close the gRPC channel (its connection and grpc's threads for it); the next gRPC call opens one."""
+        if self._grpc is not None:
+            self._grpc.close()
+            self._grpc = None
 
     def __enter__(self):
         return self
@@ -481,6 +360,15 @@ class EtcdClient:
     def member_promote(self, member_id):
         return self.call("/v3/cluster/member/promote", {"ID": str(int(member_id))})
 
+    def grpc(self):
+        """The member's GrpcClient (module_utils/etcd_grpc.py), made on first use and closed by close().
+        Importing grpc and protobuf adds about 35 ms, so only the operations that speak gRPC pay it."""
+        if self._grpc is None:
+            from ansible.module_utils.etcd_grpc import GrpcClient
+
+            self._grpc = GrpcClient(self)
+        return self._grpc
+
     def hashkv(self, revision=0):
         """HashKV of the member's key space at `revision` (0: latest), over gRPC.
 
@@ -489,58 +377,43 @@ class EtcdClient:
         Hashes are comparable only between members at the same revision with the same history.
         Costly on a large database: the member reads all of it.
         """
-        request = b"\x08" + _pb_varint(int(revision)) if revision else b""
-        try:
-            channel = GrpcChannel(self)
-            try:
-                (reply,) = list(channel.call("/etcdserverpb.Maintenance/HashKV", request))
-            finally:
-                channel.close()
-            fields = _pb_fields(reply)
-            header = _pb_fields(fields.get(1, b""))
-        except (GrpcUnavailable, ValueError) as exc:
-            raise EtcdError(
-                f"HashKV over gRPC from {self.endpoint} failed: {exc} (a revision that was compacted or not "
-                "yet written fails too)",
-                self.endpoint,
-                "protocol",
-            ) from None
-        compact = fields.get(3, 0)
-        return {
-            "hash": fields.get(2, 0),
-            # int64 on the wire as a varint: etcd's "never compacted" is -1 (2**64 - 1 unsigned)
-            "compact_revision": compact - (1 << 64) if compact >= 1 << 63 else compact,
-            "revision": header.get(3, 0),
-            "member_id": id_to_hex(header.get(2, 0)),
-        }
+        return self.grpc().hashkv(int(revision))
 
     def snapshot(self, out, progress=None, transport="auto"):
         """Stream the member's snapshot into the seekable binary file `out`; return (bytes, transport).
 
-        transport: "grpc" (HTTP/2, as etcdctl; 3-4x faster than the gateway), "gateway" (JSON), or
-        "auto": gRPC, and when that fails for any reason (no HTTP/2, a proxy, a reset, a stream that
-        does not end with its sha256), start again through the gateway, whose errors are readable.
+        transport: "grpc" (as etcdctl; 3-4x faster than the gateway), "gateway" (JSON), or "auto": gRPC,
+        and when that fails for any reason (no HTTP/2 on the way, validate_certs=false, a reset, a stream
+        that does not end with its sha256), start again through the gateway.
         """
+        from ansible.module_utils.etcd_grpc import TailHashWriter
+
         if transport in ("auto", "grpc"):
             start = out.tell()
-            hashing = _TailHashWriter(out)
+            hashing = TailHashWriter(out)
             try:
                 try:
-                    written = grpc_snapshot(self, hashing, progress)
+                    written = self.grpc().snapshot(hashing, progress)
                 finally:
                     hashing.finish()
+                    # A snapshot is one call: the channel goes before the caller runs etcdutl / etcdctl on
+                    # the file (a fork), as the connection of the earlier hand-written client did.
+                    self.close_grpc()
                 if not hashing.intact():
-                    raise GrpcUnavailable("the stream did not end with the sha256 of the database")
+                    raise EtcdError(
+                        f"Snapshot over gRPC from {self.endpoint} failed: the stream did not end with the "
+                        "sha256 of the database",
+                        self.endpoint,
+                        "protocol",
+                    )
                 self.last_snapshot_sha256 = hashing.sha256()
                 return written, "grpc"
-            except GrpcUnavailable as exc:
+            except EtcdError:
                 if transport == "grpc":
-                    raise EtcdError(
-                        f"Snapshot over gRPC from {self.endpoint} failed: {exc}", self.endpoint, "protocol"
-                    ) from None
+                    raise
                 out.seek(start)
                 out.truncate()
-        hashing = _TailHashWriter(out)
+        hashing = TailHashWriter(out)
         try:
             written = self._snapshot_gateway(hashing, progress)
         finally:
@@ -602,434 +475,6 @@ class EtcdClient:
             raise self._translate(exc) from None
         self.close()
         return total
-
-
-# ---- a minimal gRPC-over-HTTP/2 reader, for the snapshot stream only ------------------------------
-#
-# The JSON gateway re-encodes every 32 KiB chunk of a snapshot as base64 inside JSON, which makes it
-# three to four times slower than etcdctl's gRPC. Snapshot is one request with an empty body and a
-# stream of replies, so a small HTTP/2 client (no HPACK decoding, no Huffman) is enough: it sends
-# fixed headers, reads DATA frames, unwraps gRPC messages and the `blob` field (3) of each
-# SnapshotResponse, and keeps the flow-control windows open. Response headers and trailers are not
-# decoded: success is proven by the stream ending with the sha256 of everything before it, which
-# the caller verifies; on any failure the caller falls back to the gateway, whose errors are readable.
-
-_H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
-_H2_DATA, _H2_HEADERS, _H2_RST, _H2_SETTINGS, _H2_PING, _H2_GOAWAY, _H2_WINDOW = 0, 1, 3, 4, 6, 7, 8
-_H2_END_STREAM, _H2_ACK, _H2_PADDED = 0x1, 0x1, 0x8
-_H2_WINDOW_MAX = 2**31 - 1
-
-
-class _TailHashWriter:
-    """Writes to `out` and hashes all but the last 32 bytes, to check etcd's trailing sha256.
-
-    Writing and hashing run in a background thread (both release the GIL), so they overlap with
-    reading the network. Call finish() (or intact(), which calls it) before using `out`; an error
-    of the writer thread (a full disk) is raised there or on a later write().
-    """
-
-    def __init__(self, out, threaded=True):
-        self.out = out
-        self.sha = hashlib.sha256()
-        self.tail = b""
-        self.error = None
-        self.queue = None
-        self.thread = None
-        if threaded:
-            self.queue = queue.Queue(maxsize=256)
-            self.thread = threading.Thread(target=self._drain, daemon=True)
-            self.thread.start()
-
-    def _consume(self, data):
-        self.out.write(data)
-        buf = self.tail + data if len(data) < SNAPSHOT_HASH_SIZE else None
-        if buf is None:  # the common case: no copy of the chunk
-            if self.tail:
-                self.sha.update(self.tail)
-            self.sha.update(memoryview(data)[:-SNAPSHOT_HASH_SIZE])
-            self.tail = bytes(data[-SNAPSHOT_HASH_SIZE:])
-        else:
-            if len(buf) > SNAPSHOT_HASH_SIZE:
-                self.sha.update(buf[:-SNAPSHOT_HASH_SIZE])
-                buf = buf[-SNAPSHOT_HASH_SIZE:]
-            self.tail = buf
-
-    def _drain(self):
-        while True:
-            data = self.queue.get()
-            if data is None:
-                return
-            if self.error is None:
-                try:
-                    self._consume(data)
-                except Exception as exc:  # reported by write()/finish() in the caller's thread
-                    self.error = exc
-
-    def write(self, data):
-        if self.error is not None:
-            raise self.error
-        if self.queue is None:
-            self._consume(data)
-        else:
-            self.queue.put(data)
-
-    def finish(self):
-        if self.thread is not None:
-            self.queue.put(None)
-            self.thread.join()
-            self.thread = None
-        if self.error is not None:
-            raise self.error
-
-    def intact(self):
-        self.finish()
-        return len(self.tail) == SNAPSHOT_HASH_SIZE and self.sha.digest() == self.tail
-
-    def sha256(self):
-        return self.tail.hex()
-
-
-class GrpcUnavailable(Exception):
-    """The gRPC path could not be used; the caller should fall back to the JSON gateway."""
-
-
-def _h2_frame(ftype, flags, stream, payload=b""):
-    return len(payload).to_bytes(3, "big") + bytes([ftype, flags]) + stream.to_bytes(4, "big") + payload
-
-
-def _hpack_int(value, prefix_bits, first=0):
-    limit = (1 << prefix_bits) - 1
-    if value < limit:
-        return bytes([first | value])
-    out = [first | limit]
-    value -= limit
-    while value >= 128:
-        out.append((value & 0x7F) | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
-
-
-def _hpack_str(text):
-    data = text.encode("ascii")
-    return _hpack_int(len(data), 7) + data
-
-
-def _hpack_request(scheme, authority, path):
-    block = b"\x83"  # :method POST (static 3)
-    block += b"\x87" if scheme == "https" else b"\x86"  # :scheme (static 7 / 6)
-    block += _hpack_int(4, 4) + _hpack_str(path)  # :path, literal without indexing, indexed name 4
-    block += _hpack_int(1, 4) + _hpack_str(authority)  # :authority (1)
-    block += _hpack_int(31, 4) + _hpack_str("application/grpc")  # content-type (31)
-    block += b"\x00" + _hpack_str("te") + _hpack_str("trailers")
-    return block
-
-
-def _varint(buf, pos):
-    result = shift = 0
-    while True:
-        byte = buf[pos]
-        pos += 1
-        result |= (byte & 0x7F) << shift
-        if byte < 0x80:
-            return result, pos
-        shift += 7
-
-
-def _snapshot_blob(msg):
-    """The bytes of field 3 (blob) of a SnapshotResponse protobuf message."""
-    pos, blob = 0, b""
-    view = memoryview(msg)
-    while pos < len(msg):
-        key, pos = _varint(msg, pos)
-        field, wire = key >> 3, key & 7
-        if wire == 0:
-            _, pos = _varint(msg, pos)
-        elif wire == 2:
-            size, pos = _varint(msg, pos)
-            if field == 3:
-                blob = bytes(view[pos : pos + size])
-            pos += size
-        elif wire == 1:
-            pos += 8
-        elif wire == 5:
-            pos += 4
-        else:
-            raise GrpcUnavailable(f"unexpected protobuf wire type {wire}")
-    return blob
-
-
-class GrpcChannel:
-    """One HTTP/2 connection to a member's client URL for sequential gRPC calls (stream ids 1, 3, ...)."""
-
-    def __init__(self, client):
-        self.client = client
-        self.next_stream = 1
-        try:
-            sock = socket.create_connection((client.host, client.port), timeout=client.timeout)
-        except OSError as exc:
-            raise GrpcUnavailable(f"connect: {exc}") from None
-        try:
-            if client.scheme == "https":
-                ctx = _alpn_context(client)  # a private context: the shared one stays HTTP/1.1
-                try:
-                    sock = ctx.wrap_socket(sock, server_hostname=client.host)
-                except (ssl.SSLError, OSError) as exc:
-                    raise GrpcUnavailable(f"TLS: {exc}") from None
-                if sock.selected_alpn_protocol() != "h2":
-                    raise GrpcUnavailable("the server did not negotiate HTTP/2")
-            self.sock = sock
-            self.reader = sock.makefile("rb", buffering=1 << 20)
-            settings = (4).to_bytes(2, "big") + _H2_WINDOW_MAX.to_bytes(4, "big")  # INITIAL_WINDOW_SIZE
-            settings += (5).to_bytes(2, "big") + (1 << 20).to_bytes(4, "big")  # MAX_FRAME_SIZE 1 MiB
-            sock.sendall(
-                _H2_PREFACE
-                + _h2_frame(_H2_SETTINGS, 0, 0, settings)
-                + _h2_frame(_H2_WINDOW, 0, 0, (_H2_WINDOW_MAX - 65535).to_bytes(4, "big"))
-            )
-        except GrpcUnavailable:
-            sock.close()
-            raise
-        except OSError as exc:
-            sock.close()
-            raise GrpcUnavailable(str(exc)) from None
-
-    def close(self):
-        try:
-            self.reader.close()
-        finally:
-            self.sock.close()
-
-    def call(self, path, request=b""):
-        """Yield the reply messages (bytes) of one call. A call whose reply carries no message at all
-        (an error: the status is in trailers that are not decoded here) raises GrpcUnavailable."""
-        sid = self.next_stream
-        self.next_stream += 2
-        client = self.client
-        host = f"[{client.host}]" if ":" in client.host else client.host
-        authority = f"{host}:{client.port}"
-        body = b"\x00" + len(request).to_bytes(4, "big") + request
-        try:
-            self.sock.sendall(
-                _h2_frame(_H2_HEADERS, 0x4, sid, _hpack_request(client.scheme, authority, path))
-                + _h2_frame(_H2_DATA, _H2_END_STREAM, sid, body)
-            )
-            pending = bytearray()
-            unacked = messages = 0
-            reader, sock = self.reader, self.sock
-            while True:
-                head = reader.read(9)
-                if len(head) < 9:
-                    raise GrpcUnavailable("connection closed before the end of the reply")
-                length = int.from_bytes(head[:3], "big")
-                ftype, flags, stream = head[3], head[4], int.from_bytes(head[5:9], "big") & 0x7FFFFFFF
-                payload = reader.read(length) if length else b""
-                if len(payload) < length:
-                    raise GrpcUnavailable("connection closed inside a frame")
-                if ftype == _H2_DATA and stream == sid:
-                    data = payload
-                    if flags & _H2_PADDED:
-                        data = payload[1 : len(payload) - payload[0]]
-                    pending += data
-                    while len(pending) >= 5:
-                        if pending[0] != 0:
-                            raise GrpcUnavailable("compressed gRPC message")
-                        size = int.from_bytes(pending[1:5], "big")
-                        if len(pending) < 5 + size:
-                            break
-                        message = bytes(pending[5 : 5 + size])
-                        del pending[: 5 + size]
-                        messages += 1
-                        yield message
-                    unacked += length
-                    if unacked >= 1 << 22:  # give the window back in 4 MiB steps
-                        inc = unacked.to_bytes(4, "big")
-                        sock.sendall(_h2_frame(_H2_WINDOW, 0, 0, inc) + _h2_frame(_H2_WINDOW, 0, sid, inc))
-                        unacked = 0
-                    if flags & _H2_END_STREAM:
-                        break
-                elif ftype == _H2_HEADERS and stream == sid:
-                    if flags & _H2_END_STREAM:  # trailers (or a trailers-only error reply)
-                        break
-                elif ftype == _H2_DATA and stream != sid:
-                    unacked += length
-                elif ftype == _H2_SETTINGS and not flags & _H2_ACK:
-                    sock.sendall(_h2_frame(_H2_SETTINGS, _H2_ACK, 0))
-                elif ftype == _H2_PING and not flags & _H2_ACK:
-                    sock.sendall(_h2_frame(_H2_PING, _H2_ACK, 0, payload))
-                elif ftype == _H2_GOAWAY or (ftype == _H2_RST and stream == sid):
-                    raise GrpcUnavailable("the server reset the stream")
-            if unacked:  # keep the connection window open for the next call
-                sock.sendall(_h2_frame(_H2_WINDOW, 0, 0, unacked.to_bytes(4, "big")))
-            if pending:
-                raise GrpcUnavailable("the reply ended inside a gRPC message")
-            if not messages:
-                raise GrpcUnavailable(f"{path} returned an error status")
-        except (OSError, IndexError, ValueError) as exc:
-            raise GrpcUnavailable(str(exc) or exc.__class__.__name__) from None
-
-
-def grpc_snapshot(client, out, progress=None):
-    """Stream a snapshot over gRPC (HTTP/2) into `out`; returns bytes written.
-
-    Raises GrpcUnavailable when HTTP/2 cannot be set up or the stream fails; bytes may already have
-    been written to `out` then, so the caller must truncate it before falling back.
-    """
-    channel = GrpcChannel(client)
-    total = 0
-    try:
-        for message in channel.call("/etcdserverpb.Maintenance/Snapshot"):
-            chunk = _snapshot_blob(message)
-            out.write(chunk)
-            total += len(chunk)
-            if progress:
-                progress(total)
-    finally:
-        channel.close()
-    return total
-
-
-def _pb_bytes(field, data):
-    return _pb_varint((field << 3) | 2) + _pb_varint(len(data)) + data
-
-
-def _pb_varint(value):
-    out = bytearray()
-    while value >= 0x80:
-        out.append((value & 0x7F) | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
-
-
-def range_request(key, range_end=None, limit=0, revision=0, serializable=False):
-    """Encode an etcdserverpb.RangeRequest."""
-    msg = _pb_bytes(1, key)
-    if range_end is not None:
-        msg += _pb_bytes(2, range_end)
-    if limit:
-        msg += b"\x18" + _pb_varint(int(limit))
-    if revision:
-        msg += b"\x20" + _pb_varint(int(revision))
-    if serializable:
-        msg += b"\x38\x01"
-    return msg
-
-
-def parse_range_response(msg):
-    """Split an etcdserverpb.RangeResponse: (revision, more, [(key bytes, raw KeyValue bytes)])."""
-    kvs = []
-    append = kvs.append
-    pos, n = 0, len(msg)
-    revision, more = 0, False
-    while pos < n:
-        tag = msg[pos]
-        pos += 1
-        if tag & 7 == 2:
-            size = msg[pos]
-            pos += 1
-            if size & 0x80:
-                size &= 0x7F
-                shift = 7
-                while True:
-                    byte = msg[pos]
-                    pos += 1
-                    size |= (byte & 0x7F) << shift
-                    if byte < 0x80:
-                        break
-                    shift += 7
-            end = pos + size
-            if tag == 0x12:  # kvs
-                kv = msg[pos:end]
-                klen = kv[1]
-                if kv[0] == 0x0A and klen < 0x80:
-                    append((kv[2 : 2 + klen], kv))
-                else:
-                    append((parse_kv(kv)["key"], kv))
-            elif tag == 0x0A:  # header
-                revision = _pb_fields(msg[pos:end]).get(3, 0)
-            pos = end
-        elif tag & 7 == 0:
-            value, pos = _varint(msg, pos)
-            if tag == 0x18:
-                more = bool(value)
-        else:
-            raise ValueError(f"unexpected protobuf tag {tag} in RangeResponse")
-    return revision, more, kvs
-
-
-def _pb_fields(msg):
-    """Decode a flat protobuf message into {field: value} (last value wins; bytes or int)."""
-    fields = {}
-    pos = 0
-    while pos < len(msg):
-        key, pos = _varint(msg, pos)
-        field, wire = key >> 3, key & 7
-        if wire == 0:
-            fields[field], pos = _varint(msg, pos)
-        elif wire == 2:
-            size, pos = _varint(msg, pos)
-            fields[field] = msg[pos : pos + size]
-            pos += size
-        elif wire == 1:
-            pos += 8
-        elif wire == 5:
-            pos += 4
-        else:
-            raise ValueError(f"unexpected protobuf wire type {wire}")
-    return fields
-
-
-def kv_value(kv):
-    """The value bytes of an mvccpb.KeyValue (raw bytes) or a gateway kv dict; fast path for diffs."""
-    if isinstance(kv, dict):
-        return unb64(kv.get("value", ""))
-    pos, n = 0, len(kv)
-    while pos < n:
-        tag = kv[pos]
-        pos += 1
-        wire = tag & 7
-        if wire == 0:
-            while kv[pos] & 0x80:
-                pos += 1
-            pos += 1
-        elif wire == 2:
-            size, pos = _varint(kv, pos)
-            if tag == 0x2A:
-                return kv[pos : pos + size]
-            pos += size
-        else:
-            return parse_kv(kv)["value"]
-    return b""
-
-
-def parse_kv(kv):
-    """An mvccpb.KeyValue (raw bytes) or a gateway kv dict -> dict of key/value bytes and ints."""
-    if isinstance(kv, dict):
-        return {
-            "key": unb64(kv.get("key", "")),
-            "value": unb64(kv.get("value", "")),
-            "create_revision": int(kv.get("create_revision", 0)),
-            "mod_revision": int(kv.get("mod_revision", 0)),
-            "version": int(kv.get("version", 0)),
-            "lease": int(kv.get("lease", 0)),
-        }
-    f = _pb_fields(kv)
-    return {
-        "key": bytes(f.get(1, b"")),
-        "value": bytes(f.get(5, b"")),
-        "create_revision": f.get(2, 0),
-        "mod_revision": f.get(3, 0),
-        "version": f.get(4, 0),
-        "lease": f.get(6, 0),
-    }
-
-
-def _alpn_context(client):
-    """An SSL context like the client's, offering only HTTP/2 through ALPN."""
-    ctx = make_ssl_context(client.ca_file, client.cert_file, client.key_file, client.validate_certs)
-    ctx.set_alpn_protocols(["h2"])
-    return ctx
 
 
 def _lines(resp, block=1 << 20):
@@ -1115,18 +560,6 @@ def watch_history(client, start_revision, end_revision, max_events=1000000):
         client.close()  # the watch stream never ends by itself
 
 
-def check_tls_params(endpoints, params):
-    """When any endpoint is https, build the TLS context from the shared options once, so that a missing or
-    bad CA, certificate or key fails before any request with one clear message (EtcdError)."""
-    if any(e.startswith("https") for e in endpoints):
-        make_ssl_context(
-            params.get("ca_cert"),
-            params.get("client_cert"),
-            params.get("client_key"),
-            params.get("validate_certs", True),
-        )
-
-
 def client_from_params(endpoint, params):
     """Build an EtcdClient from a module's params (the shared argument spec)."""
     return EtcdClient(
@@ -1137,65 +570,6 @@ def client_from_params(endpoint, params):
         key_file=params.get("client_key"),
         validate_certs=params.get("validate_certs", True),
     )
-
-
-def probe_member(endpoint, params, members=True, alarms=False):
-    """One member's status and, on request, its member list and alarms, over one client; never raises.
-
-    The one way the modules ask a member about itself (etcd_endpoint_status, etcd_consistency, etcd_member,
-    etcd_force_guard). Returns a dict: endpoint; status (the raw /v3/maintenance/status reply, or None when
-    the member did not answer); clock_offset (from the reply's Date header); members (the raw member list
-    reply, or None); alarms (the raw alarm list reply, or None); error (why the status or the member list
-    failed, or None); alarms_error. Alarms are asked only of a member that follows a leader: an alarm GET
-    goes through Raft, and on a member without a leader it hangs until the timeout.
-    """
-    out = {
-        "endpoint": endpoint,
-        "status": None,
-        "clock_offset": None,
-        "members": None,
-        "alarms": None,
-        "error": None,
-        "alarms_error": None,
-    }
-    try:
-        with client_from_params(endpoint, params) as client:
-            reply = client.status()
-            out["status"], out["clock_offset"] = reply.data, reply.clock_offset
-            if members:
-                try:
-                    out["members"] = client.member_list().data
-                except EtcdError as exc:
-                    out["error"] = f"member list failed: {exc}"
-            if alarms and out["status"].get("leader", "0") not in ("0", 0, None):
-                try:
-                    out["alarms"] = client.alarms().data
-                except EtcdError as exc:
-                    out["alarms_error"] = str(exc)
-    except EtcdError as exc:
-        out["error"] = str(exc)
-    return out
-
-
-def parallel_map(func, items, max_workers=16):
-    """Run func over items in threads, keeping order. func must not raise (catch inside)."""
-    items = list(items)
-    if not items:
-        return []
-    with ThreadPoolExecutor(max_workers=min(max_workers, len(items))) as pool:
-        return list(pool.map(func, items))
-
-
-def parse_member(member):
-    """Normalise one member object of /v3/cluster/member/list."""
-    return {
-        "id": id_to_hex(member.get("ID")),
-        "name": member.get("name", ""),
-        "peer_urls": list(member.get("peerURLs") or []),
-        "client_urls": list(member.get("clientURLs") or []),
-        "is_learner": bool(member.get("isLearner", False)),
-        "started": bool(member.get("name")) or bool(member.get("clientURLs")),
-    }
 
 
 def free_ports(count):
@@ -1212,29 +586,6 @@ def free_ports(count):
             s.close()
 
 
-def quorum(voters):
-    return voters // 2 + 1
-
-
-def run_or_fail(module, action, local_errors=(), local_prefix="", etcd_message=str):
-    """Return action(); turn any failure into one fail_json line (the modules' shared main() wrapper).
-
-    EtcdError -> etcd_message(exc); local_errors (file system, bad report) -> "local_prefix: exc"; anything
-    else is a bug: still one line, with the traceback in `exception` for -vvv."""
-    try:
-        return action()
-    except EtcdError as exc:
-        module.fail_json(msg=etcd_message(exc), changed=False)
-    except local_errors as exc:
-        module.fail_json(msg=f"{local_prefix}: {exc}", changed=False)
-    except Exception as exc:
-        module.fail_json(
-            msg=f"Unexpected error ({exc.__class__.__name__}): {exc}",
-            changed=False,
-            exception=traceback.format_exc(),
-        )
-
-
 def etcd_module(argument_spec, **kwargs):
     """The AnsibleModule of one of the lab's modules: check mode supported, and the connection options' rule
     (a client certificate needs its key) when its spec has them."""
@@ -1243,103 +594,4 @@ def etcd_module(argument_spec, **kwargs):
         together += ETCD_COMMON_REQUIRED_TOGETHER
     return AnsibleModule(
         argument_spec=argument_spec, supports_check_mode=True, required_together=together or None, **kwargs
-    )
-
-
-def exit_with(module, action, **kwargs):
-    """main()'s last step: run action (run_or_fail's arguments in kwargs) and exit with its result."""
-    module.exit_json(**run_or_fail(module, action, **kwargs))
-
-
-def fixed_revision(revisions):
-    """The revision at which members' key spaces can be compared while writers keep writing.
-
-    `revisions` maps a member's name to its current revision (the header revision of a status reply).
-    Revisions only grow and a member's current revision is one it has applied, so the lowest of them is
-    a revision every member has applied, however far the others have moved on since: HashKV at it is
-    comparable on every member (etcd's own corruption check also hashes at one revision). Raises
-    ValueError for no members or a revision below 1.
-    """
-    if not revisions:
-        raise ValueError("no member revision to choose from")
-    values = {name: int(rev) for name, rev in revisions.items()}
-    low = min(values.values())
-    if low < 1:
-        raise ValueError(
-            f"a member reports revision {low}: " + ", ".join(f"{n}={r}" for n, r in sorted(values.items()))
-        )
-    return low
-
-
-def hashkv_at(params, endpoints, revision):
-    """HashKV of each member at one `revision`: {name: reply}, with endpoints as {name: client URL}.
-
-    A reply is the dict of EtcdClient.hashkv, or {"error": message, "compact_revision": C or None,
-    "current_revision": N or None} when the call failed; C and N come from a second HashKV at the
-    member's latest revision, so that a revision compacted away on that member (R <= C) or not yet
-    applied (R > N) can be named. Never raises EtcdError.
-    """
-
-    def one(item):
-        _name, endpoint = item
-        try:
-            with client_from_params(endpoint, params) as client:
-                return client.hashkv(revision)
-        except EtcdError as exc:
-            failed = {"error": str(exc), "compact_revision": None, "current_revision": None}
-        try:
-            with client_from_params(endpoint, params) as client:
-                latest = client.hashkv(0)
-            failed.update(compact_revision=latest["compact_revision"], current_revision=latest["revision"])
-        except EtcdError:
-            pass
-        return failed
-
-    items = sorted(endpoints.items())
-    return dict(zip((n for n, _e in items), parallel_map(one, items), strict=True))
-
-
-def compare_hashkv(revision, replies):
-    """Judge HashKV replies taken at one revision: (verdict, detail).
-
-    verdict is "equal" (every member hashes the same with the same compact revision), "differ" (same
-    compact revision, different hashes: different data at `revision`, a real inconsistency),
-    "compacted" (`revision` is at or below a member's compaction, so there is nothing to compare at it;
-    a later revision may do once the lagging member has caught up), or "retry" (a member failed for
-    another reason, or the compact revisions differ, which happens while a compaction is being applied:
-    the hashes cover different ranges and are not comparable yet).
-    """
-    failed = {n: r for n, r in replies.items() if "error" in r}
-    compacted = {
-        n: r
-        for n, r in failed.items()
-        if r.get("compact_revision") is not None and revision <= r["compact_revision"]
-    }
-    if compacted:
-        return "compacted", f"revision {revision} is compacted on " + ", ".join(
-            f"{n} (compact revision {r['compact_revision']})" for n, r in sorted(compacted.items())
-        ) + ": HashKV cannot be compared there"
-    if failed:
-        return "retry", f"HashKV at revision {revision} failed on " + "; ".join(
-            f"{n}: {r['error']}"
-            + (f" (its revision {r['current_revision']})" if r.get("current_revision") is not None else "")
-            for n, r in sorted(failed.items())
-        )
-    compacts = {n: r["compact_revision"] for n, r in replies.items()}
-    if len(set(compacts.values())) > 1:
-        return "retry", f"at revision {revision} the compact revisions differ (" + ", ".join(
-            f"{n}={c}" for n, c in sorted(compacts.items())
-        ) + "): the hashes cover different ranges"
-    hashes = {n: r["hash"] for n, r in replies.items()}
-    compact = next(iter(compacts.values()), -1)
-    compact = f"compact revision {compact}" if compact > 0 else "never compacted"
-    if len(set(hashes.values())) == 1:
-        return "equal", (
-            f"revision {revision} ({compact}): all {len(hashes)} members hash {next(iter(hashes.values()))}"
-        )
-    groups = {}
-    for n, h in sorted(hashes.items()):
-        groups.setdefault(h, []).append(n)
-    return "differ", f"revision {revision} ({compact}): hashes differ: " + "; ".join(
-        f"{', '.join(ns)}={h}" for h, ns in groups.items()
     )

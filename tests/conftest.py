@@ -1,6 +1,6 @@
-"""Shared pytest setup: make library/ modules and module_utils/ importable as Ansible would, and give each
-pytest-xdist worker a lab of its own. ./test.sh runs the workers with --dist loadfile: a test file (its
-module-scoped lab, its fixed subnets) stays on one worker."""
+"""Shared pytest setup: make library/ modules and module_utils/ importable as Ansible would
+(tools/lab_imports.py), and give each pytest-xdist worker a lab of its own. ./test.sh runs the workers with
+--dist loadfile: a test file (its module-scoped lab, its fixed subnets) stays on one worker."""
 
 from __future__ import annotations
 
@@ -8,14 +8,14 @@ import os
 import sys
 from pathlib import Path
 
-import ansible.module_utils
-
 ROOT = Path(__file__).resolve().parent.parent
-# Modules in library/ import shared code as ansible.module_utils.<name>, as Ansible resolves it at run time.
-ansible.module_utils.__path__.append(str(ROOT / "module_utils"))
-sys.path.insert(0, str(ROOT / "library"))
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "tools"))
+
+from lab_imports import use_lab_code
+
+# Modules in library/ import shared code as ansible.module_utils.<name>, as Ansible resolves it at run time.
+use_lab_code()
 
 # With TEST_WORKERS=2 ./test.sh (pytest-xdist), the first worker builds the learner's lab identity (sblab,
 # .lab/) and the molecule scenarios' (sbmol); every other worker builds labs of its own name, subnet and state

@@ -10,7 +10,9 @@ class ModuleDocFragment:
 options:
   timeout:
     description:
-      - Seconds to wait for each HTTP request to an endpoint (connect and each read).
+      - Seconds to wait for each request to an endpoint. Through the JSON gateway, the connection and each
+        read; over gRPC, each call, but a snapshot stream, which may last longer, only the member's answer to
+        a keepalive ping (one every 10 s).
     type: float
     default: 5.0
   ca_cert:
@@ -34,6 +36,9 @@ options:
   validate_certs:
     description:
       - Verify the members' server certificates and host names. Turn off only in a lab.
+      - Honoured by the JSON gateway only, because gRPC (HashKV, the snapshot and the diff's ranges) always
+        verifies. With C(false) on an https endpoint, HashKV fails saying so, and a snapshot or diff with
+        C(transport=auto) goes through the gateway.
     type: bool
     default: true
 """

@@ -293,7 +293,7 @@ class Cluster:
 
     def wait_ready(self, members=None, timeout=30.0, need_leader=True):
         """Wait until each member answers status with a leader (and a put works on the first)."""
-        from ansible.module_utils.etcd_client import EtcdError
+        from ansible.module_utils.etcd_errors import EtcdError
 
         deadline = time.monotonic() + timeout
         for m in members or self.members:
@@ -396,3 +396,31 @@ def run_module(module, args, check_mode=False):
     finally:
         _internal.is_controller = controller
     return json.loads(out.getvalue())
+
+
+# The environment of ansible run by a test: the repository's ansible.cfg, the JSON callback on stdout.
+ANSIBLE_ENV = {
+    **os.environ,
+    "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"),
+    "ANSIBLE_STDOUT_CALLBACK": "ansible.posix.json",
+    "ANSIBLE_LOAD_CALLBACK_PLUGINS": "1",
+    "ANSIBLE_CALLBACKS_ENABLED": "ansible.posix.json",
+    "ANSIBLE_NOCOLOR": "1",
+}
+
+
+def run_ansible_module(module, args, *options):
+    """Run a module with the ansible CLI on localhost (packed by AnsiballZ, as a playbook runs it); return its
+    result. Fails the test when ansible exits non-zero."""
+    import json
+
+    proc = subprocess.run(
+        [str(ROOT / ".venv/bin/ansible"), "localhost", "-m", module, "-a", json.dumps(args), *options],
+        cwd=ROOT,
+        env=ANSIBLE_ENV,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return json.loads(proc.stdout)["plays"][0]["tasks"][0]["hosts"]["localhost"]

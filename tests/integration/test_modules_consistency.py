@@ -9,7 +9,7 @@ import time
 
 import etcd_consistency
 import pytest
-from ansible.module_utils import etcd_client as ec
+from ansible.module_utils.etcd_diagnosis import compare_hashkv, hashkv_at
 from etcd_fixtures import etcd_cluster_factory, run_module  # noqa: F401 - fixture
 
 HASH = "hashkv equal at one revision"
@@ -119,14 +119,14 @@ def test_a_revision_below_the_compaction_is_named(etcd_cluster_factory, version)
         revision = int(c.status().data["header"]["revision"])
         assert c.hashkv(revision)["compact_revision"] == -1  # never compacted (an int64 of -1 on the wire)
         c.call("/v3/kv/compaction", {"revision": str(revision - 3), "physical": True})
-    replies = ec.hashkv_at(params, names, revision - 5)
-    verdict, detail = ec.compare_hashkv(revision - 5, replies)
+    replies = hashkv_at(params, names, revision - 5)
+    verdict, detail = compare_hashkv(revision - 5, replies)
     assert verdict == "compacted", detail
     assert f"revision {revision - 5} is compacted on etcd-0 (compact revision {revision - 3})" in detail
     # Above the compaction every member answers, with the compact revision each applied.
     deadline = time.monotonic() + 10
     while True:
-        verdict, detail = ec.compare_hashkv(revision, ec.hashkv_at(params, names, revision))
+        verdict, detail = compare_hashkv(revision, hashkv_at(params, names, revision))
         if verdict != "retry" or time.monotonic() > deadline:
             break
         time.sleep(0.2)

@@ -16,7 +16,9 @@ import etcd_kv_diff
 import etcd_member
 import etcd_snapshot
 import pytest
-from ansible.module_utils.etcd_client import EtcdClient, EtcdError, id_to_hex
+from ansible.module_utils.etcd_client import EtcdClient
+from ansible.module_utils.etcd_codec import id_to_hex
+from ansible.module_utils.etcd_errors import EtcdError
 from etcd_fixtures import VERSIONS, Cluster, free_ports, run_module, tls_files  # noqa: F401 - fixture
 
 
@@ -338,7 +340,34 @@ def test_hashkv_over_grpc(plain_cluster, tls_cluster, tls_files):  # noqa: F811
         c.put("/app/hash", "2")
         assert c.hashkv()["hash"] != first["hash"]
         assert c.hashkv(rev)["hash"] == first["hash"]  # the old revision still hashes the same
-        with pytest.raises(EtcdError, match=r"HashKV over gRPC from .* failed"):
+        # etcd's gRPC status (in the reply's trailers) is the message, on one line with the endpoint.
+        with pytest.raises(EtcdError) as err:
             c.hashkv(rev + 1000)
+        assert str(err.value) == (
+            f"HashKV over gRPC from {c.endpoint} failed: OUT_OF_RANGE: "
+            "etcdserver: mvcc: required revision is a future revision"
+        )
+        assert err.value.code == "OUT_OF_RANGE"
     with tls_cluster.client(tls_cluster.members[0]) as c:
         assert c.hashkv()["hash"] > 0
+
+
+def test_grpc_without_certificate_verification(tls_cluster, tls_files, tmp_path):  # noqa: F811
+    """grpcio always verifies the member's certificate: with validate_certs=false HashKV fails saying so,
+    and a snapshot (transport auto) comes through the JSON gateway."""
+    tls = {"client_cert": tls_files.client_cert, "client_key": tls_files.client_key, "validate_certs": False}
+    with (
+        EtcdClient(
+            tls_cluster.endpoints[0],
+            cert_file=tls_files.client_cert,
+            key_file=tls_files.client_key,
+            validate_certs=False,
+        ) as c,
+        pytest.raises(EtcdError, match=r"gRPC always verifies the member's certificate"),
+    ):
+        c.hashkv()
+    target = tmp_path / "unverified.db"
+    args = {"operation": "save", "endpoints": tls_cluster.endpoints, "path": str(target), **tls}
+    result = run_module(etcd_snapshot, args)
+    assert result.get("failed") is not True, result.get("msg")
+    assert result["transport"] == "gateway" and result["has_hash"] and target.exists()

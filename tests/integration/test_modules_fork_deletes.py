@@ -10,7 +10,7 @@ import time
 import etcd_kv_diff
 import etcd_reconcile
 import pytest
-from ansible.module_utils.etcd_client import b64
+from ansible.module_utils.etcd_codec import b64
 from etcd_fixtures import etcd_cluster_factory, run_module  # noqa: F401 - fixture
 
 

@@ -13,7 +13,7 @@ import time
 
 import etcd_member
 import pytest
-from ansible.module_utils.etcd_client import id_to_hex, parse_member
+from ansible.module_utils.etcd_codec import id_to_hex, parse_member
 from etcd_fixtures import etcd_cluster_factory, run_module  # noqa: F401 - fixture
 
 

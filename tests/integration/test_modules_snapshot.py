@@ -8,7 +8,7 @@ import shutil
 
 import etcd_snapshot
 import pytest
-from etcd_fixtures import VERSIONS, Cluster, Member, free_ports, run_module
+from etcd_fixtures import VERSIONS, Cluster, Member, free_ports, run_ansible_module, run_module
 
 
 @pytest.fixture(scope="module", params=["3.4", "3.5"])
@@ -45,7 +45,7 @@ def test_save(saved):
     assert result["key_count"] == 50
     assert result["revision"] == 52 and result["revision_exact"] is True
     expected_tool = "etcdutl" if version == "3.5" else "etcdctl"
-    assert os.path.basename(result["tool"]) == expected_tool
+    assert result["tool"] and os.path.basename(result["tool"]) == expected_tool, result.get("tool_error")
     assert oct(os.stat(path).st_mode & 0o777) == "0o600"
     assert [p.name for p in path.parent.iterdir()] == ["etcd-0.db"]  # no temp file left
 
@@ -177,3 +177,12 @@ def test_restore_and_start_etcd_from_it(saved, tmp_path):
     finally:
         restored.stop()
     shutil.rmtree(data_dir)
+
+
+def test_grpc_through_the_ansible_cli(saved, tmp_path):
+    """Run by ansible itself, the module's zip (AnsiballZ) carries etcd_grpc and the generated stubs: the
+    snapshot comes over gRPC."""
+    _version, cluster, _path, _result = saved
+    args = {"operation": "save", "endpoints": cluster.endpoints, "path": str(tmp_path / "cli.db")}
+    result = run_ansible_module("etcd_snapshot", args)
+    assert result["transport"] == "grpc" and result["has_hash"] is True

@@ -3,22 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import time
 
 import etcd_endpoint_status
 import pytest
-from etcd_fixtures import ROOT, etcd_cluster_factory, run_module  # noqa: F401 - fixture
-
-ANSIBLE_ENV = {
-    **os.environ,
-    "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"),
-    "ANSIBLE_STDOUT_CALLBACK": "ansible.posix.json",
-    "ANSIBLE_LOAD_CALLBACK_PLUGINS": "1",
-    "ANSIBLE_CALLBACKS_ENABLED": "ansible.posix.json",
-    "ANSIBLE_NOCOLOR": "1",
-}
+from etcd_fixtures import ANSIBLE_ENV, ROOT, etcd_cluster_factory, run_ansible_module, run_module  # noqa: F401 - fixture
 
 
 def status(cluster, **extra):
@@ -78,18 +68,8 @@ def test_healthy_then_fork_then_member_down(etcd_cluster_factory, version):  # n
 
 def test_through_the_ansible_cli_in_check_mode(etcd_cluster_factory):  # noqa: F811
     cluster = etcd_cluster_factory("3.5", size=3)
-    args = json.dumps({"endpoints": cluster.endpoints, "expected_members": ["etcd-0", "etcd-1", "etcd-2"]})
-    proc = subprocess.run(
-        [str(ROOT / ".venv/bin/ansible"), "localhost", "-m", "etcd_endpoint_status", "-a", args, "--check"],
-        cwd=ROOT,
-        env=ANSIBLE_ENV,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    out = json.loads(proc.stdout)
-    result = out["plays"][0]["tasks"][0]["hosts"]["localhost"]
+    args = {"endpoints": cluster.endpoints, "expected_members": ["etcd-0", "etcd-1", "etcd-2"]}
+    result = run_ansible_module("etcd_endpoint_status", args, "--check")
     assert result["changed"] is False and result["split_brain"] is False
     assert result["original_membership"]["source"] == "expected_members"
     assert len(result["endpoints"]) == 3

@@ -1,4 +1,5 @@
-"""module_utils/etcd_client.py: URL validation, ids, clock offset, encodings, error mapping."""
+"""module_utils/etcd_client.py and the code it shares (etcd_codec, etcd_tls, etcd_diagnosis): URL validation,
+ids, clock offset, encodings, TLS files, error mapping, the gRPC messages."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ import email.utils
 
 import pytest
 from ansible.module_utils import etcd_client as ec
+from ansible.module_utils import etcd_codec, etcd_diagnosis, etcd_tls
+from ansible.module_utils.etcd_errors import EtcdError
 
 GOOD_URLS = [
     ("http://127.0.0.1:2379", ("http", "127.0.0.1", 2379)),
@@ -41,7 +44,7 @@ BAD_URLS = [
 
 @pytest.mark.parametrize(("url", "message"), BAD_URLS)
 def test_validate_endpoint_rejects(url, message):
-    with pytest.raises(ec.EtcdError) as err:
+    with pytest.raises(EtcdError) as err:
         ec.validate_endpoint(url)
     assert message in str(err.value)
 
@@ -57,18 +60,18 @@ def test_validate_endpoint_rejects(url, message):
     ],
 )
 def test_id_to_hex_matches_etcdctl(value, expected):
-    assert ec.id_to_hex(value) == expected
+    assert etcd_codec.id_to_hex(value) == expected
 
 
 @pytest.mark.parametrize("text", ["8e9e05c52164694d", "0x8E9E05C52164694D", " 8e9e05c52164694d "])
 def test_hex_to_id(text):
-    assert ec.hex_to_id(text) == 10276657743932975437
+    assert etcd_codec.hex_to_id(text) == 10276657743932975437
 
 
 @pytest.mark.parametrize("text", ["zz", "0", "1" * 17])
 def test_hex_to_id_rejects(text):
-    with pytest.raises(ec.EtcdError):
-        ec.hex_to_id(text)
+    with pytest.raises(EtcdError):
+        etcd_codec.hex_to_id(text)
 
 
 @pytest.mark.parametrize(
@@ -76,7 +79,7 @@ def test_hex_to_id_rejects(text):
     [(b"/app/", b"/app0"), (b"a", b"b"), (b"a\xff", b"b"), (b"\xff\xff", b"\x00")],
 )
 def test_prefix_range_end_like_etcdctl(prefix, end):
-    assert ec.prefix_range_end(prefix) == end
+    assert etcd_codec.prefix_range_end(prefix) == end
 
 
 @pytest.mark.parametrize(
@@ -89,12 +92,12 @@ def test_prefix_range_end_like_etcdctl(prefix, end):
     ],
 )
 def test_decode_value(data, expected):
-    assert ec.decode_value(data) == expected
+    assert etcd_codec.decode_value(data) == expected
 
 
 def test_b64_roundtrip():
-    assert ec.unb64(ec.b64("/app/k1")) == b"/app/k1"
-    assert ec.b64(b"\x00") == base64.b64encode(b"\x00").decode()
+    assert etcd_codec.unb64(etcd_codec.b64("/app/k1")) == b"/app/k1"
+    assert etcd_codec.b64(b"\x00") == base64.b64encode(b"\x00").decode()
 
 
 @pytest.mark.parametrize(
@@ -118,7 +121,7 @@ def test_clock_offset_without_date(header):
 
 
 def test_parse_member_unstarted_and_learner():
-    unstarted = ec.parse_member(
+    unstarted = etcd_codec.parse_member(
         {"ID": "15146193272069534389", "peerURLs": ["http://127.0.0.1:23809"], "isLearner": True}
     )
     assert unstarted == {
@@ -133,16 +136,16 @@ def test_parse_member_unstarted_and_learner():
 
 @pytest.mark.parametrize(("voters", "q"), [(1, 1), (2, 2), (3, 2), (4, 3), (5, 3), (7, 4)])
 def test_quorum(voters, q):
-    assert ec.quorum(voters) == q
+    assert etcd_diagnosis.quorum(voters) == q
 
 
 def test_tls_file_checks(tmp_path):
-    with pytest.raises(ec.EtcdError, match="CA file '/nope' does not exist"):
-        ec.make_ssl_context(ca_file="/nope")
+    with pytest.raises(EtcdError, match="CA file '/nope' does not exist"):
+        etcd_tls.make_ssl_context(ca_file="/nope")
     bad_ca = tmp_path / "ca.pem"
     bad_ca.write_text("not a certificate")
-    with pytest.raises(ec.EtcdError, match="not a valid PEM certificate"):
-        ec.make_ssl_context(ca_file=str(bad_ca))
+    with pytest.raises(EtcdError, match="not a valid PEM certificate"):
+        etcd_tls.make_ssl_context(ca_file=str(bad_ca))
 
 
 def test_error_reply_mapping():
@@ -181,42 +184,46 @@ def test_tail_hash_writer_checks_the_trailing_sha256():
     import hashlib
     import io
 
+    from ansible.module_utils.etcd_grpc import TailHashWriter
+
     db = bytes(range(256)) * 100
     for chunks in (
         [db + hashlib.sha256(db).digest()],
         [db[:1000], db[1000:] + hashlib.sha256(db).digest()[:5], hashlib.sha256(db).digest()[5:]],
     ):
         out = io.BytesIO()
-        w = ec._TailHashWriter(out)
+        w = TailHashWriter(out)
         for c in chunks:
             w.write(c)
         assert w.intact() and out.getvalue() == db + hashlib.sha256(db).digest()
-    w = ec._TailHashWriter(io.BytesIO())
+    w = TailHashWriter(io.BytesIO())
     w.write(db[:-1] + hashlib.sha256(db).digest())
     assert not w.intact()
 
 
-def test_hpack_integer_and_snapshot_blob():
-    assert ec._hpack_int(10, 5) == b"\x0a"
-    assert ec._hpack_int(1337, 5) == b"\x1f\x9a\x0a"  # RFC 7541 C.1.2
-    assert ec._hpack_int(31, 4) == b"\x0f\x10"
-    # SnapshotResponse{header: {...}, remaining_bytes: 300, blob: b"abc"}
-    msg = b"\x0a\x02\x08\x01" + b"\x10\xac\x02" + b"\x1a\x03abc"
-    assert ec._snapshot_blob(msg) == b"abc"
+# The stubs' messages against etcd's wire format: the bytes below are etcd's field numbers and wire types
+# (api/etcdserverpb/rpc.proto, api/mvccpb/kv.proto), written out by hand.
 
 
-def test_range_request_and_response_codec():
-    req = ec.range_request(b"/a", b"/b", limit=300, revision=7, serializable=True)
-    assert req == b"\x0a\x02/a\x12\x02/b\x18\xac\x02\x20\x07\x38\x01"
+def test_range_request_encodes_as_etcd_expects():
+    from ansible.module_utils.etcd_rpc_pb2 import RangeRequest
+
+    req = RangeRequest(key=b"/a", range_end=b"/b", limit=300, revision=7, serializable=True)
+    assert req.SerializeToString() == b"\x0a\x02/a\x12\x02/b\x18\xac\x02\x20\x07\x38\x01"
+
+
+def test_range_response_decodes_to_the_modules_kv_dicts():
+    from ansible.module_utils.etcd_rpc_pb2 import RangeResponse
+
     kv1 = b"\x0a\x02/a" + b"\x10\x05\x18\x09\x20\x02" + b"\x2a\x03v\xff1" + b"\x30\x87\x01"  # lease 135
     kv2 = b"\x0a\x03/ab" + b"\x10\x06\x18\x06\x20\x01"  # empty value: field omitted
     header = b"\x08\x01\x10\x02\x18\x2a\x20\x03"  # cluster 1, member 2, revision 42, term 3
     msg = b"\x0a" + bytes([len(header)]) + header
     msg += b"\x12" + bytes([len(kv1)]) + kv1 + b"\x12" + bytes([len(kv2)]) + kv2 + b"\x18\x01\x20\x05"
-    revision, more, kvs = ec.parse_range_response(msg)
-    assert revision == 42 and more is True
-    assert [k for k, _ in kvs] == [b"/a", b"/ab"]
-    assert ec.parse_kv(kvs[0][1]) == {
+    reply = RangeResponse.FromString(msg)
+    assert reply.header.revision == 42 and reply.more is True and reply.count == 5
+    assert [kv.key for kv in reply.kvs] == [b"/a", b"/ab"]
+    assert etcd_codec.parse_kv(reply.kvs[0]) == {
         "key": b"/a",
         "value": b"v\xff1",
         "create_revision": 5,
@@ -224,11 +231,32 @@ def test_range_request_and_response_codec():
         "version": 2,
         "lease": 135,
     }
-    assert ec.parse_kv(kvs[1][1])["value"] == b""
-    assert ec.kv_value(kvs[0][1]) == b"v\xff1" and ec.kv_value(kvs[1][1]) == b""
+    assert etcd_codec.parse_kv(reply.kvs[1])["value"] == b""
+    assert etcd_codec.kv_value(reply.kvs[0]) == b"v\xff1" and etcd_codec.kv_value(reply.kvs[1]) == b""
     gateway = {"key": "L2E=", "value": "dv8x", "create_revision": "5", "mod_revision": "9", "version": "2"}
     gateway["lease"] = "135"
-    assert ec.parse_kv(gateway) == ec.parse_kv(kvs[0][1])
+    assert etcd_codec.parse_kv(gateway) == etcd_codec.parse_kv(reply.kvs[0])
+
+
+def test_hashkv_and_snapshot_responses_decode():
+    from ansible.module_utils.etcd_rpc_pb2 import HashKVResponse, SnapshotResponse
+
+    # HashKVResponse{header: {member_id: 2, revision: 42}, hash: 300, compact_revision: -1}
+    never = b"\x18" + b"\xff" * 9 + b"\x01"  # int64 -1 is a ten-byte varint
+    reply = HashKVResponse.FromString(b"\x0a\x04\x10\x02\x18\x2a" + b"\x10\xac\x02" + never)
+    assert (reply.header.member_id, reply.header.revision, reply.hash) == (2, 42, 300)
+    assert reply.compact_revision == -1
+    # SnapshotResponse{header: {...}, remaining_bytes: 300, blob: b"abc"}
+    assert SnapshotResponse.FromString(b"\x0a\x02\x08\x01" + b"\x10\xac\x02" + b"\x1a\x03abc").blob == b"abc"
+
+
+def test_grpc_refuses_to_skip_certificate_verification():
+    """grpcio cannot skip verification: validate_certs=false on an https endpoint is a clear error, raised
+    before any connection (the snapshot and the diff then take the gateway, see EtcdClient.snapshot)."""
+    client = ec.EtcdClient("https://127.0.0.1:1", validate_certs=False)
+    with pytest.raises(EtcdError, match=r"gRPC to https://127.0.0.1:1 with validate_certs=false") as err:
+        client.grpc()
+    assert err.value.kind == "tls"
 
 
 def _self_signed(tmp_path, name, not_before, not_after):
@@ -265,21 +293,34 @@ def test_an_expired_or_future_certificate_is_named_in_one_line(tmp_path):
     expired, expired_key = _self_signed(tmp_path, "old", -3 * day, -day)
     future, _ = _self_signed(tmp_path, "new", day, 3 * day)
     good, good_key = _self_signed(tmp_path, "good", -day, day)
-    with pytest.raises(ec.EtcdError, match=rf"The client certificate '{expired}' expired on \d{{4}}-"):
-        ec.make_ssl_context(good, expired, expired_key)
-    with pytest.raises(ec.EtcdError, match=rf"The CA file '{expired}' expired on"):
-        ec.make_ssl_context(expired)
-    with pytest.raises(ec.EtcdError, match=rf"The CA file '{future}' is not valid before .* clock right"):
-        ec.make_ssl_context(future)
-    assert ec.make_ssl_context(good, good, good_key) is not None
+    with pytest.raises(EtcdError, match=rf"The client certificate '{expired}' expired on \d{{4}}-"):
+        etcd_tls.make_ssl_context(good, expired, expired_key)
+    with pytest.raises(EtcdError, match=rf"The CA file '{expired}' expired on"):
+        etcd_tls.make_ssl_context(expired)
+    with pytest.raises(EtcdError, match=rf"The CA file '{future}' is not valid before .* clock right"):
+        etcd_tls.make_ssl_context(future)
+    assert etcd_tls.make_ssl_context(good, good, good_key) is not None
 
 
 def test_a_certificate_file_that_is_not_pem_is_named(tmp_path):
     garbage = tmp_path / "garbage.crt"
     garbage.write_text("not a certificate\n")
-    with pytest.raises(ec.EtcdError, match=f"The CA file '{garbage}' is not a valid PEM certificate"):
-        ec.make_ssl_context(str(garbage))
+    with pytest.raises(EtcdError, match=f"The CA file '{garbage}' is not a valid PEM certificate"):
+        etcd_tls.make_ssl_context(str(garbage))
     day = datetime.timedelta(days=1)
     good, good_key = _self_signed(tmp_path, "good", -day, day)
-    with pytest.raises(ec.EtcdError, match=f"Cannot load client certificate '{garbage}'"):
-        ec.make_ssl_context(good, str(garbage), good_key)
+    with pytest.raises(EtcdError, match=f"Cannot load client certificate '{garbage}'"):
+        etcd_tls.make_ssl_context(good, str(garbage), good_key)
+
+
+def test_one_url_normaliser_for_the_client_and_the_modules():
+    import etcd_endpoint_status
+    import etcd_kv_diff
+
+    assert ec.normalize_url(" HTTP://127.0.0.1:2379/ ") == "http://127.0.0.1:2379"
+    assert ec.EtcdClient(" HTTP://127.0.0.1:2379/ ").endpoint == "http://127.0.0.1:2379"
+    given = ["http://127.0.0.1:2379/", "HTTP://127.0.0.1:2379", "http://127.0.0.2:2379"]
+    params = {"endpoints": given, "timeout": 1.0, "clock_skew_threshold": 1.0}
+    assert etcd_endpoint_status.check_params(params) == ["http://127.0.0.1:2379", "http://127.0.0.2:2379"]
+    diff = {"endpoints": given[1:], "page_size": 10, "max_items": 1, "report_path": None}
+    assert etcd_kv_diff.check_params(diff) == ["http://127.0.0.1:2379", "http://127.0.0.2:2379"]

@@ -80,7 +80,7 @@ def test_check_mode_logs_nothing(tmp_path):
 
 
 def test_bad_url_is_one_clear_error(tmp_path):
-    from ansible.module_utils.etcd_client import EtcdError
+    from ansible.module_utils.etcd_errors import EtcdError
 
     with pytest.raises(EtcdError):
         guard.run(params(tmp_path, endpoints=["ftp://x"]))

@@ -1,4 +1,5 @@
-"""etcd_kv_diff: merge-join, value decoding, truncation and the report file (fake walkers)."""
+"""etcd_kv_diff: the join of two sides, value decoding, truncation and the report file (fake walkers: lists of
+pages)."""
 
 from __future__ import annotations
 
@@ -10,15 +11,13 @@ import pytest
 
 
 def kv(key, value, mod_rev=1):
-    return (
-        key,
-        base64.b64encode(value).decode(),
-        {
-            "key": base64.b64encode(key).decode(),
-            "value": base64.b64encode(value).decode(),
-            "mod_revision": str(mod_rev),
-        },
-    )
+    """One item as a walker yields it through the gateway: (key, token, kvs, index)."""
+    raw = {
+        "key": base64.b64encode(key).decode(),
+        "value": base64.b64encode(value).decode(),
+        "mod_revision": str(mod_rev),
+    }
+    return (key, raw["value"], [raw], 0)
 
 
 def side(pairs):
@@ -55,13 +54,52 @@ CASES = [
 @pytest.mark.parametrize(("name", "left", "right", "expected"), CASES, ids=[c[0] for c in CASES])
 def test_merge_join(name, left, right, expected):
     sinks = [mod.Sink(100, None) for _ in range(3)]
-    identical = mod.compare(side(left), side(right), sinks)
+    identical = mod.compare([side(left)], [side(right)], sinks)
     assert (sinks[0].count, sinks[1].count, sinks[2].count, identical) == expected
+
+
+def reference(left, right):
+    """The expected sinks of two sides, by a plain walk over both in key order."""
+    lmap, rmap = {k: v for k, v, _r in left}, {k: v for k, v, _r in right}
+    return (
+        sorted(k for k in lmap if k not in rmap),
+        sorted(k for k in rmap if k not in lmap),
+        sorted(k for k in lmap if k in rmap and lmap[k] != rmap[k]),
+        sum(1 for k in lmap if k in rmap and lmap[k] == rmap[k]),
+    )
+
+
+def pages(items, sizes):
+    out, pos = [], 0
+    for size in sizes:
+        out.append(items[pos : pos + size])
+        pos += size
+    return [p for p in out if p] + ([items[pos:]] if items[pos:] else [])
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_join_is_the_same_whatever_the_page_boundaries(seed):
+    """Pages of any sizes on either side (as walkers with different page fills give them): the same
+    entries, in key order in every sink, as a walk over whole sides."""
+    import random
+
+    rng = random.Random(seed)
+    keys = sorted({bytes(rng.choices(b"abc\xff", k=rng.randint(1, 4))) for _ in range(rng.randint(0, 60))})
+    left = [(k, rng.choice([b"1", b"2"]), 1) for k in keys if rng.random() < 0.8]
+    right = [(k, rng.choice([b"1", b"2"]), 2) for k in keys if rng.random() < 0.8]
+    lpages = pages(side(left), [rng.randint(1, 7) for _ in range(30)])
+    rpages = pages(side(right), [rng.randint(1, 7) for _ in range(30)])
+    sinks = [mod.Sink(1000, None) for _ in range(3)]
+    identical = mod.compare(lpages, rpages, sinks)
+    got = tuple(
+        [base64.b64decode(e["key"]) if e["key_base64"] else e["key"].encode() for e in s.items] for s in sinks
+    )
+    assert (*got, identical) == reference(left, right)
 
 
 def test_conflict_entry_has_both_values_and_revisions_and_base64_flag():
     sinks = [mod.Sink(100, None) for _ in range(3)]
-    mod.compare(side([(b"\xff\x01", b"\x00\xfe", 4)]), side([(b"\xff\x01", b"text", 9)]), sinks)
+    mod.compare([side([(b"\xff\x01", b"\x00\xfe", 4)])], [side([(b"\xff\x01", b"text", 9)])], sinks)
     (conflict,) = sinks[2].items
     assert conflict["key_base64"] is True and conflict["key"] == base64.b64encode(b"\xff\x01").decode()
     assert conflict["left"] == {
@@ -80,7 +118,7 @@ def test_sink_truncates_result_but_report_has_everything(tmp_path):
     left = side([(f"k{i:04d}".encode(), b"l", 1) for i in range(300)])
     right = side([(f"k{i:04d}".encode(), b"r", 1) for i in range(0, 300, 2)])
     sinks = [mod.Sink(10, str(tmp_path)) for _ in range(3)]
-    identical = mod.compare(left, right, sinks)
+    identical = mod.compare([left], [right], sinks)
     assert identical == 0 and sinks[0].count == 150 and sinks[2].count == 150
     assert len(sinks[0].items) == 10 and len(sinks[2].items) == 10
     result = {

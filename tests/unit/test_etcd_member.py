@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import etcd_member as mod
 import pytest
-from ansible.module_utils.etcd_client import EtcdError
+from ansible.module_utils.etcd_errors import EtcdError
 
 
 def member(name, healthy=True, learner=False, mid=None, peer=None):

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import etcd_member as mod
 import pytest
-from ansible.module_utils.etcd_client import EtcdError, parse_member
+from ansible.module_utils.etcd_codec import parse_member
+from ansible.module_utils.etcd_errors import EtcdError
 
 # etcd-0 leads at term 3 and has applied all it committed.
 STATUS_LEADER = {

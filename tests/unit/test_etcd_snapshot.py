@@ -8,7 +8,7 @@ import os
 
 import etcd_snapshot as mod
 import pytest
-from ansible.module_utils.etcd_client import EtcdError
+from ansible.module_utils.etcd_errors import EtcdError
 
 
 def fake_db(size=8192, seed=b"x"):

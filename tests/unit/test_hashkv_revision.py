@@ -1,4 +1,4 @@
-"""The grader's HashKV comparison at one fixed revision (module_utils/etcd_client.py), without etcd.
+"""The grader's HashKV comparison at one fixed revision (module_utils/etcd_diagnosis.py), without etcd.
 
 The replies below have the shape EtcdClient.hashkv returns, and of hashkv_at for a failed call."""
 
@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import etcd_consistency
 import pytest
-from ansible.module_utils import etcd_client as ec
+from ansible.module_utils.etcd_diagnosis import compare_hashkv, fixed_revision
 
 
 def reply(h, compact=0, revision=100):
@@ -20,46 +20,46 @@ def failure(compact=None, current=None):
 def test_fixed_revision_is_the_lowest_current_revision():
     # The suite's failure: three members at 4414, two already at 4415 (the writers never pause).
     revisions = {"etcd-0": 4414, "etcd-1": 4414, "etcd-2": 4414, "etcd-3": 4415, "etcd-4": 4415}
-    assert ec.fixed_revision(revisions) == 4414
-    assert ec.fixed_revision({"etcd-0": "77"}) == 77  # the gateway's 64-bit integers are strings
+    assert fixed_revision(revisions) == 4414
+    assert fixed_revision({"etcd-0": "77"}) == 77  # the gateway's 64-bit integers are strings
 
 
 @pytest.mark.parametrize("revisions", [{}, {"etcd-0": 5, "etcd-1": 0}])
 def test_fixed_revision_refuses_nothing_to_compare(revisions):
     with pytest.raises(ValueError):
-        ec.fixed_revision(revisions)
+        fixed_revision(revisions)
 
 
 def test_equal_hashes_and_compact_revisions_pass():
-    verdict, detail = ec.compare_hashkv(100, {"etcd-0": reply(7, 40), "etcd-1": reply(7, 40)})
+    verdict, detail = compare_hashkv(100, {"etcd-0": reply(7, 40), "etcd-1": reply(7, 40)})
     assert verdict == "equal"
     assert detail == "revision 100 (compact revision 40): all 2 members hash 7"
 
 
 def test_one_member_with_other_data_fails_and_is_named():
     replies = {"etcd-0": reply(7), "etcd-1": reply(7), "etcd-2": reply(9)}
-    verdict, detail = ec.compare_hashkv(100, replies)
+    verdict, detail = compare_hashkv(100, replies)
     assert verdict == "differ"
     assert "etcd-0, etcd-1=7" in detail and "etcd-2=9" in detail
 
 
 def test_different_compact_revisions_are_not_compared():
-    verdict, detail = ec.compare_hashkv(100, {"etcd-0": reply(7, 40), "etcd-1": reply(7, 50)})
+    verdict, detail = compare_hashkv(100, {"etcd-0": reply(7, 40), "etcd-1": reply(7, 50)})
     assert verdict == "retry"
     assert "compact revisions differ (etcd-0=40, etcd-1=50)" in detail
 
 
 def test_a_revision_compacted_on_a_member_is_said_so():
     replies = {"etcd-0": reply(7, 40), "etcd-1": failure(compact=120, current=130)}
-    verdict, detail = ec.compare_hashkv(100, replies)
+    verdict, detail = compare_hashkv(100, replies)
     assert verdict == "compacted"
     assert "revision 100 is compacted on etcd-1 (compact revision 120)" in detail
     # At the compaction itself there is nothing left either (etcd: rev <= compactRev is ErrCompacted).
-    assert ec.compare_hashkv(120, replies)[0] == "compacted"
+    assert compare_hashkv(120, replies)[0] == "compacted"
 
 
 def test_another_failure_is_retried_with_its_cause():
-    verdict, detail = ec.compare_hashkv(100, {"etcd-0": reply(7), "etcd-1": failure(compact=0, current=99)})
+    verdict, detail = compare_hashkv(100, {"etcd-0": reply(7), "etcd-1": failure(compact=0, current=99)})
     assert verdict == "retry"
     assert "etcd-1: HashKV over gRPC failed (its revision 99)" in detail
 

@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime as dt
-import importlib
 import json
 import signal
 import sys
@@ -43,13 +42,14 @@ def on_signal(_signum, _frame) -> None:
 
 
 def load_client():
-    """The lab's etcd client (module_utils/etcd_client.py), imported the way Ansible resolves it."""
-    import ansible.module_utils
+    """The lab's member probe (module_utils/etcd_probe.py), imported the way Ansible resolves it
+    (tools/lab_imports.py)."""
+    tools = str(Path(__file__).resolve().parents[ROOT_DEPTH] / "tools")
+    if tools not in sys.path:
+        sys.path.insert(0, tools)
+    from lab_imports import lab_module_utils
 
-    root = Path(__file__).resolve().parents[ROOT_DEPTH]
-    if str(root / "module_utils") not in ansible.module_utils.__path__:
-        ansible.module_utils.__path__.append(str(root / "module_utils"))
-    return importlib.import_module("ansible.module_utils.etcd_client")
+    return lab_module_utils("etcd_probe")
 
 
 def stamp(moment: dt.datetime | None = None) -> str:

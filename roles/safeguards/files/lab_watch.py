@@ -32,7 +32,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime as dt
-import importlib
 import json
 import os
 import re
@@ -57,15 +56,14 @@ def on_signal(_signum, _frame) -> None:
 
 
 def load_lab_modules():
-    """Import the lab's modules the way Ansible resolves them (shared code as ansible.module_utils.*)."""
-    import ansible.module_utils
+    """Import the lab's modules the way Ansible resolves them (shared code as ansible.module_utils.*), through
+    tools/lab_imports.py."""
+    tools = str(Path(__file__).resolve().parents[ROOT_DEPTH] / "tools")
+    if tools not in sys.path:
+        sys.path.insert(0, tools)
+    from lab_imports import lab_module
 
-    root = Path(__file__).resolve().parents[ROOT_DEPTH]
-    if str(root / "module_utils") not in ansible.module_utils.__path__:
-        ansible.module_utils.__path__.append(str(root / "module_utils"))
-    if str(root / "library") not in sys.path:
-        sys.path.insert(0, str(root / "library"))
-    return importlib.import_module("etcd_endpoint_status"), importlib.import_module("etcd_snapshot")
+    return lab_module("etcd_endpoint_status"), lab_module("etcd_snapshot")
 
 
 def now_utc() -> dt.datetime:
