@@ -246,6 +246,7 @@ from ansible.module_utils.etcd_client import (
 )
 from ansible.module_utils.etcd_errors import EtcdError, run_or_fail
 from ansible.module_utils.etcd_grpc import SNAPSHOT_HASH_SIZE
+from ansible.module_utils.lab_files import write_if_changed
 
 BOLT_MAGIC = 0xED0CDAED
 CHUNK = 1 << 20
@@ -614,19 +615,7 @@ def write_metadata(path, metadata, result):
     """Write the snapshot's metadata file (see the metadata option); True when its content changed."""
     facts = {k: result.get(k) for k in ("revision", "key_count", "sha256", "size")}
     text = json.dumps({**metadata, **facts}, indent=4, sort_keys=True) + "\n"
-    target = metadata_path(path)
-    try:
-        with open(target, encoding="utf-8") as handle:
-            if handle.read() == text:
-                return False
-    except FileNotFoundError:
-        pass
-    tmp = f"{target}.tmp"
-    with open(tmp, "w", encoding="utf-8") as handle:
-        handle.write(text)
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, target)
-    return True
+    return write_if_changed(metadata_path(path), text)
 
 
 def run(params, check_mode, runner, which):

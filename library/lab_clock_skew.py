@@ -139,6 +139,7 @@ action:
 import os
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.lab_files import write_if_changed
 from ansible.module_utils.vdso_clock import ClockSkewError, apply, undo
 
 
@@ -196,28 +197,16 @@ def read_record(path: str) -> float | None:
 
 def update_record(path: str, offset: float | None, check_mode: bool) -> bool:
     """Write (offset) or remove (None) the record; True when that changes it."""
-    text = None if offset is None else format_offset(offset) + "\n"
     try:
-        with open(path, encoding="ascii") as handle:
-            current = handle.read()
-    except FileNotFoundError:
-        current = None
-    except (OSError, UnicodeDecodeError):
-        current = ""
-    if current == text:
-        return False
-    if not check_mode:
-        try:
-            if text is None:
-                os.unlink(path)
-            else:
-                with open(f"{path}.tmp", "w", encoding="ascii") as handle:
-                    handle.write(text)
-                os.chmod(f"{path}.tmp", 0o644)
-                os.replace(f"{path}.tmp", path)
-        except OSError as exc:
-            raise ClockSkewError(f"cannot update the clock offset record {path}: {exc}") from None
-    return True
+        if offset is not None:
+            return write_if_changed(path, format_offset(offset) + "\n", check_mode=check_mode)
+        if not os.path.lexists(path):
+            return False
+        if not check_mode:
+            os.unlink(path)
+        return True
+    except OSError as exc:
+        raise ClockSkewError(f"cannot update the clock offset record {path}: {exc}") from None
 
 
 def run(params: dict, check_mode: bool) -> dict:

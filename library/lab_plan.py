@@ -212,6 +212,7 @@ import tempfile
 from pathlib import Path
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.lab_files import write_if_changed
 
 MIN_MEMBERS = 3
 MAX_MEMBERS = 7
@@ -613,23 +614,11 @@ def run_module() -> None:
 def save_plan(saved: dict, check_mode: bool = False) -> bool:
     """Write <state_dir>/lab.json (as to_nice_json writes it); True when its content changed."""
     target = os.path.join(saved["state_dir"], "lab.json")
-    text = json.dumps(saved, indent=4, sort_keys=True) + "\n"
     try:
-        with open(target, encoding="utf-8") as handle:
-            if handle.read() == text:
-                return False
-    except (OSError, UnicodeDecodeError):
-        pass
-    if not check_mode:
-        try:
-            os.makedirs(saved["state_dir"], mode=0o755, exist_ok=True)
-            with open(f"{target}.tmp", "w", encoding="utf-8") as handle:
-                handle.write(text)
-            os.chmod(f"{target}.tmp", 0o644)
-            os.replace(f"{target}.tmp", target)
-        except OSError as exc:
-            raise PlanError(f"cannot write {target}: {exc}") from None
-    return True
+        text = json.dumps(saved, indent=4, sort_keys=True) + "\n"
+        return write_if_changed(target, text, check_mode=check_mode)
+    except OSError as exc:
+        raise PlanError(f"cannot write {target}: {exc}") from None
 
 
 def check_settings(plan: dict, params: dict) -> None:

@@ -101,6 +101,7 @@ import json
 import os
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.lab_files import write_if_changed
 
 
 class RecordError(ValueError):
@@ -136,20 +137,10 @@ def mark_reconciled(path: str, check_mode: bool = False) -> bool:
 
 def write_text(target: str, text: str, check_mode: bool) -> bool:
     """Write text to target atomically (its directory made when missing); True when the content changed."""
-    path = os.path.dirname(target)
-    if read_text(target) == text:
-        return False
-    if not check_mode:
-        try:
-            os.makedirs(path, mode=0o755, exist_ok=True)
-            tmp = f"{target}.tmp"
-            with open(tmp, "w", encoding="utf-8") as handle:
-                handle.write(text)
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, target)
-        except OSError as exc:
-            raise RecordError(f"cannot write {target}: {exc}") from None
-    return True
+    try:
+        return write_if_changed(target, text, check_mode=check_mode)
+    except OSError as exc:
+        raise RecordError(f"cannot write {target}: {exc}") from None
 
 
 def read_text(path: str) -> str | None:
