@@ -83,9 +83,10 @@ options:
         every entry the endpoint saw committed just before. raft silently drops a conf change proposed
         without a leader or while the leader has an unapplied one, which every new leader has until it
         commits an entry of its term; etcd then answers nothing and the client waits for its deadline.
-      - O(state=present) too. Seconds an add is asked again (every half second) while etcd refuses it as an
-        C(unhealthy cluster) (it takes a new voter only once every voter has been connected for 5 s, which a
-        member healed or restarted a moment ago has not). Nothing is applied by such a refusal.
+      - O(state=present) too. Seconds an add waits (looking every half second) while the quorum check refuses
+        it (a voter healed, restarted or paused a moment ago follows no leader for a heartbeat or two), and
+        is asked again while etcd refuses it as an C(unhealthy cluster) (a new voter only once every voter has
+        been connected for 5 s). Nothing is applied by either refusal.
     type: float
     default: 30.0
 extends_documentation_fragment:
@@ -175,6 +176,13 @@ add_attempts:
   returned: when a member was added (not in check mode)
   type: int
   sample: 1
+add_notes:
+  description:
+    - A sentence when the quorum check refused the add at first and the module looked again (up to
+      O(settle_timeout)) until it was safe.
+  returned: when a member was added (not in check mode)
+  type: list
+  elements: str
 remove_attempts:
   description: How many times the removal was proposed (1 unless a reply never came and it had been dropped).
   returned: when a member was removed (not in check mode)
@@ -574,6 +582,31 @@ def add_member(params, endpoint, peer_urls, pause=0.5):
         time.sleep(pause)
 
 
+def wait_until_safe(params, endpoint, members, info, waited, pause=0.5):
+    """Before an add that the quorum check refuses: look again every half second, up to settle_timeout, while
+    it refuses (a voter that was just healed, restarted or paused by ptrace misses a heartbeat or two and
+    follows no leader for a moment). (endpoint, members, info) of the last look; a sentence in `waited`."""
+    start = time.monotonic()
+    deadline = start + params["settle_timeout"]
+    first = info["healthy_voters_after"]
+    looks = 0
+    while not info["safe"] and time.monotonic() + pause <= deadline:
+        time.sleep(pause)
+        looks += 1
+        try:
+            endpoint, members = gather(params, need_leader=True)
+        except EtcdError:
+            continue
+        info = quorum_check(members, "add", None)
+    if looks:
+        waited.append(
+            f"The quorum check refused the add at first ({first} healthy voter(s) "
+            f"after it); looked again {looks} time(s) in {time.monotonic() - start:.1f} s: "
+            + ("safe now." if info["safe"] else "still refused.")
+        )
+    return endpoint, members, info
+
+
 def run(params, check_mode=False):
     check_params(params)
     state = params["state"]
@@ -611,6 +644,8 @@ def run(params, check_mode=False):
             return result
         action = "add"
         info = quorum_check(members, "none" if params["learner"] else "add", None)
+        if not params["learner"] and not info["safe"] and not params["force"] and not check_mode:
+            endpoint, members, info = wait_until_safe(params, endpoint, members, info, waited)
         if not params["learner"] and not info["safe"] and not params["force"]:
             raise refuse(info, f"add voter {name}")
         result.update(action=action, changed=True, quorum=info)
@@ -629,6 +664,7 @@ def run(params, check_mode=False):
             result["members"] = members
             return result
         reply, result["add_attempts"] = add_member(params, endpoint, peer_urls)
+        result["add_notes"] = waited
         added = parse_member(reply.get("member", {}))
         added["healthy"] = False
         result["member"] = added

@@ -169,3 +169,34 @@ def test_an_add_is_not_asked_again_for_other_refusals_nor_past_the_timeout(monke
     with pytest.raises(EtcdError, match="unhealthy cluster"):
         mod.add_member({"settle_timeout": 0.1, "learner": False}, "http://e0", ["http://n:2380"], pause=0.02)
     assert 2 <= len(log) <= 7
+
+
+def test_an_add_refused_by_the_quorum_check_looks_again_until_a_voter_follows_again(monkeypatch):
+    """Seen in a benchmark run: right after the clock revert (ptrace pauses etcd) one majority member followed
+    no leader for a moment, the add was refused, and the rejoin failed. The module now looks again."""
+    paused = [member("etcd-0"), member("etcd-1", healthy=False)]
+    back = [member("etcd-0"), member("etcd-1")]
+    looks = iter([paused, paused, back])
+    monkeypatch.setattr(mod, "gather", lambda params, need_leader=True: ("http://e0", next(looks)))
+    info = mod.quorum_check(paused, "add", None)
+    assert info["safe"] is False
+    waited = []
+    params = {"settle_timeout": 5}
+    _, members, info = mod.wait_until_safe(params, "http://e0", paused, info, waited, pause=0.01)
+    assert info["safe"] is True and members == back
+    assert waited and "looked again 3 time(s)" in waited[0] and waited[0].endswith("safe now.")
+
+
+def test_the_look_again_before_an_add_is_bounded(monkeypatch):
+    paused = [member("etcd-0"), member("etcd-1", healthy=False)]
+    calls = []
+
+    def gather(params, need_leader=True):
+        calls.append(1)
+        return "http://e0", paused
+
+    monkeypatch.setattr(mod, "gather", gather)
+    waited = []
+    info = mod.quorum_check(paused, "add", None)
+    _, _, info = mod.wait_until_safe({"settle_timeout": 0.1}, "http://e0", paused, info, waited, pause=0.02)
+    assert info["safe"] is False and 2 <= len(calls) <= 6 and waited[0].endswith("still refused.")
