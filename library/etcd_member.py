@@ -83,8 +83,9 @@ options:
         every entry the endpoint saw committed just before. raft silently drops a conf change proposed
         without a leader or while the leader has an unapplied one, which every new leader has until it
         commits an entry of its term; etcd then answers nothing and the client waits for its deadline.
-      - O(state=present) too. Seconds an add waits (looking every half second) while the quorum check refuses
-        it (a voter healed, restarted or paused a moment ago follows no leader for a heartbeat or two), and
+      - O(state=present) too. Seconds an add waits for an endpoint that follows a leader, then (looking every
+        half second) while the quorum check refuses it (a voter healed, restarted or paused a moment ago
+        follows no leader for a heartbeat or two), and
         is asked again while etcd refuses it as an C(unhealthy cluster) (a new voter only once every voter has
         been connected for 5 s). Nothing is applied by either refusal.
     type: float
@@ -611,7 +612,9 @@ def run(params, check_mode=False):
     check_params(params)
     state = params["state"]
     waited = []
-    if state == "absent":  # a removal waits for a leader (an election right after a change is common)
+    if state in ("absent", "present"):
+        # A change waits for a leader: an election right after a change is common (an add right after a
+        # removal found both members of a 2-voter cluster without a leader for several seconds).
         endpoint, members = gather_when_led(params, time.monotonic() + params["settle_timeout"], waited)
     else:
         endpoint, members = gather(params, need_leader=state != "list")

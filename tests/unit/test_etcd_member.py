@@ -200,3 +200,23 @@ def test_the_look_again_before_an_add_is_bounded(monkeypatch):
     info = mod.quorum_check(paused, "add", None)
     _, _, info = mod.wait_until_safe({"settle_timeout": 0.1}, "http://e0", paused, info, waited, pause=0.02)
     assert info["safe"] is False and 2 <= len(calls) <= 6 and waited[0].endswith("still refused.")
+
+
+def test_an_add_waits_for_a_leader_as_a_removal_does(monkeypatch):
+    """Seen in bench_recover: an add right after a removal found no member following a leader (an
+    election) and failed at once. It now waits for a leader, as a removal does, and says so."""
+    led = [member("etcd-0"), member("etcd-1")]
+    answers = iter([EtcdError("No endpoint follows a leader: http://e0 has no leader", "http://e0")] * 2)
+
+    def gather(params, need_leader=True):
+        for answer in answers:
+            raise answer
+        return "http://e0", led
+
+    monkeypatch.setattr(mod, "gather", gather)
+    monkeypatch.setattr(mod, "add_member", lambda params, endpoint, peer_urls: ({"member": {"ID": "1"}}, 1))
+    params = {"endpoints": ["http://e0:2379"], "state": "present", "name": "etcd-2", "learner": False,
+              "peer_urls": ["http://10.0.0.3:2380"], "force": False, "settle_timeout": 5}  # fmt: skip
+    result = mod.run(params)
+    assert result["action"] == "add" and result["changed"] is True
+    assert result["add_notes"] and result["add_notes"][0].startswith("Waited ")
