@@ -114,9 +114,18 @@ def test_recover_killed_in_its_rejoin_step_then_run_again(clean_host):
     assert f"{forced} was removed from" in second and "Nothing was forced here" in second
     assert not (STATE / "recovery" / "reconciled.sha256").exists()
 
-    text = recover_and_grade(lab)
-    assert "the replay of the writes of the fork (step 9) did not finish" in text
+    # Killed a third time, as it starts the incident report (the replay finished, the forks still recorded):
+    # the last run finds a healthy cluster and nothing pending, and still writes the report and clears the
+    # record of the forks.
+    third = kill_recover_at("Verify | Write the incident report")
+    assert "the replay of the writes of the fork (step 9) did not finish" in third
     assert (STATE / "recovery" / "reconciled.sha256").exists()
+    assert not (STATE / "report" / "index.html").exists()
+
+    text = recover_and_grade(lab)
+    assert "The incident, step by step" in text
+    assert (STATE / "report" / "index.html").exists()
+    assert json.loads((STATE / "recovery" / "forks.json").read_text())["forks"] == []
 
 
 def test_fork_stopped_by_hand_before_recover(clean_host):
