@@ -13,10 +13,10 @@ worker cannot touch the controller's own state, and the worker exits when the ta
 So this action plugin runs the module file there, the way AnsiballZ's loader does
 (``ansible.module_utils._internal._ansiballz._loader``): the same arguments, internal options and
 serialization profile that ``_execute_module`` would send, the task's environment in ``os.environ``, the
-module run as ``__main__``, its JSON output parsed by ``_parse_returned_data``. It falls back to the normal
-path (``_execute_module``) whenever the task is not that case: another connection or host, become, async,
-another interpreter, or ``LAB_INPROCESS_MODULES=0`` in the controller's environment (the benchmark measures
-both; ``tests/integration/test_inprocess.py`` runs the modules both ways and compares the results).
+module run as ``__main__``, its JSON output parsed by ``_parse_returned_data``. Any other task goes the way of
+Ansible's own ``normal`` action (AnsiballZ), which this class inherits: another connection or host, become,
+async, another interpreter, or ``LAB_INPROCESS_MODULES=0`` in the controller's environment (the benchmark
+measures both; ``tests/integration/test_inprocess.py`` runs the modules both ways and compares the results).
 
 Each module of ``library/`` has an action plugin of its own name in this directory that is this class.
 """
@@ -32,6 +32,7 @@ import sys
 
 from ansible.module_utils.common.json import Direction, get_module_encoder
 from ansible.plugins.action import ActionBase
+from ansible.plugins.action.normal import ActionModule as NormalAction
 from ansible.utils.vars import merge_hash
 from ansible.vars.clean import remove_internal_keys
 
@@ -64,31 +65,29 @@ def same_python(interpreter: str) -> bool:
     return env == os.path.realpath(sys.prefix) and sys.prefix != sys.base_prefix
 
 
-class ActionModule(ActionBase):
-    """Run the task's module in this worker process when the target is the controller (see above)."""
+class ActionModule(NormalAction):
+    """Run the task's module in this worker process when the target is the controller (see above); any other
+    task goes the way of Ansible's own `normal` action (AnsiballZ), which this class inherits."""
 
-    _supports_check_mode = True
-    _supports_async = True
-
-    def _can_run_here(self, interpreter: str) -> bool:
+    def _may_run_here(self) -> bool:
+        """What can be told before the module is built: the switch, the connection, async and become."""
         return (
             inprocess_enabled()
             and self._connection.transport in ("local", "ansible.builtin.local")
             and not self._task.async_val
             and not self._play_context.become
-            and same_python(interpreter)
         )
 
     def run(self, tmp=None, task_vars=None):
         task_vars = task_vars or {}
-        result = super().run(tmp, task_vars)
-        del tmp
+        if not self._may_run_here():
+            return super().run(tmp, task_vars)
         name = self._task.action
         args = dict(self._task.args)
         bits, path = self._configure_module(module_name=name, module_args=args, task_vars=task_vars)
-        interpreter = (bits.shebang or "").lstrip("#!").strip()
-        if not self._can_run_here(interpreter):
-            return merge_hash(result, self._execute_module(module_name=name, task_vars=task_vars))
+        if not same_python((bits.shebang or "").lstrip("#!").strip()):
+            return super().run(tmp, task_vars)
+        result = ActionBase.run(self, tmp, task_vars)
         self._update_module_args(name, args, task_vars)
         environment: dict = {}
         self._compute_environment_string(raw_environment_out=environment)
