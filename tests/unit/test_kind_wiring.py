@@ -53,6 +53,19 @@ def playbook(*args: str, env: dict | None = None, timeout: float = 180) -> subpr
     )
 
 
+def one_play(path: Path, name: str, tasks: list, *, plan: bool = False, play_vars: dict | None = None) -> str:
+    """Write a playbook of one play on localhost (with plan, lab_inventory computes the lab's layout first);
+    return its path."""
+    play = {"name": name, "hosts": "localhost", "gather_facts": False}
+    if play_vars:
+        play["vars"] = play_vars
+    if plan:
+        inventory = {"lab_inventory_source": "settings", "lab_inventory_add_hosts": False}
+        play["roles"] = [{"role": "lab_inventory", "vars": inventory}]
+    path.write_text(yaml.safe_dump([{**play, "tasks": tasks}]))
+    return str(path)
+
+
 @pytest.mark.parametrize(
     "book",
     ["setup.yml", "teardown.yml", "playbooks/recover.yml", "playbooks/verify.yml", "playbooks/status.yml"],
@@ -200,29 +213,17 @@ def _fake_tools(tmp_path: Path, kind: str, docker: str, kubectl: str) -> Path:
 
 
 def _preflight(tmp_path: Path, bindir: Path) -> subprocess.CompletedProcess:
-    book = tmp_path / "preflight.yml"
-    book.write_text(
-        yaml.safe_dump(
-            [
-                {
-                    "name": "Test | Run the preflight of the kind platform",
-                    "hosts": "localhost",
-                    "gather_facts": False,
-                    "vars": {"lab_plan": {"platform": "kind"}},
-                    "tasks": [
-                        {
-                            "name": "Test | Preflight",
-                            "ansible.builtin.include_role": {
-                                "name": "lab_platform",
-                                "tasks_from": "preflight.yml",
-                            },
-                        }
-                    ],
-                }
-            ]
-        )
+    task = {
+        "name": "Test | Preflight",
+        "ansible.builtin.include_role": {"name": "lab_platform", "tasks_from": "preflight.yml"},
+    }
+    book = one_play(
+        tmp_path / "preflight.yml",
+        "Test | Run the preflight of the kind platform",
+        [task],
+        play_vars={"lab_plan": {"platform": "kind"}},
     )
-    return playbook(str(book), env={"PATH": f"{BIN}:{bindir}:{_base_tools(tmp_path)}"})
+    return playbook(book, env={"PATH": f"{BIN}:{bindir}:{_base_tools(tmp_path)}"})
 
 
 @pytest.mark.parametrize(
@@ -252,50 +253,33 @@ def test_preflight_names_each_tool_that_is_too_old(tmp_path, versions, problems)
 
 def test_a_member_manifest_renders_for_the_member_asked(tmp_path):
     """kind_cluster's `manifest` entry point: the move-aside Job and the clock-skew pod of a given member."""
-    book = tmp_path / "manifest.yml"
-    book.write_text(
-        yaml.safe_dump(
-            [
+    tasks = [
+        {
+            "name": f"Test | Render {src}",
+            "ansible.builtin.include_role": {
+                "name": "kind_cluster",
+                "tasks_from": "manifest",
+            },
+            "vars": {
+                "kind_cluster_manifest_src": src,
+                "kind_cluster_manifest_dest": str(tmp_path / dest),
+                **extra,
+            },
+        }
+        for src, dest, extra in [
+            ("move-aside.yaml.j2", "aside.yaml", {"kind_cluster_aside_member": "etcd-1"}),
+            (
+                "clock-skew.yaml.j2",
+                "skew.yaml",
                 {
-                    "name": "Test | Render single manifests",
-                    "hosts": "localhost",
-                    "gather_facts": False,
-                    "roles": [
-                        {
-                            "role": "lab_inventory",
-                            "vars": {"lab_inventory_source": "settings", "lab_inventory_add_hosts": False},
-                        }
-                    ],
-                    "tasks": [
-                        {
-                            "name": f"Test | Render {src}",
-                            "ansible.builtin.include_role": {
-                                "name": "kind_cluster",
-                                "tasks_from": "manifest",
-                            },
-                            "vars": {
-                                "kind_cluster_manifest_src": src,
-                                "kind_cluster_manifest_dest": str(tmp_path / dest),
-                                **extra,
-                            },
-                        }
-                        for src, dest, extra in [
-                            ("move-aside.yaml.j2", "aside.yaml", {"kind_cluster_aside_member": "etcd-1"}),
-                            (
-                                "clock-skew.yaml.j2",
-                                "skew.yaml",
-                                {
-                                    "kind_cluster_skewed_member": "etcd-2",
-                                    "kind_cluster_clock_skew_offset": -30,
-                                },
-                            ),
-                        ]
-                    ],
-                }
-            ]
-        )
-    )
-    proc = playbook(str(book), "-e", "lab_platform=kind")
+                    "kind_cluster_skewed_member": "etcd-2",
+                    "kind_cluster_clock_skew_offset": -30,
+                },
+            ),
+        ]
+    ]
+    book = one_play(tmp_path / "manifest.yml", "Test | Render single manifests", tasks, plan=True)
+    proc = playbook(book, "-e", "lab_platform=kind")
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
     aside = [d for d in yaml.safe_load_all((tmp_path / "aside.yaml").read_text()) if d]
     job = next(d for d in aside if d["kind"] == "Job")
@@ -359,13 +343,7 @@ def test_member_overrides_reach_the_members_etcd_config(tmp_path):
                 },
             },
         ]
-    book = tmp_path / "override.yml"
-    book.write_text(
-        yaml.safe_dump(
-            [{"name": "Test | Overrides", "hosts": "localhost", "gather_facts": False, "tasks": tasks}]
-        )
-    )
-    proc = playbook(str(book))
+    proc = playbook(one_play(tmp_path / "override.yml", "Test | Overrides", tasks))
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
 
     import importlib.util
@@ -403,38 +381,21 @@ def test_member_overrides_reach_the_members_etcd_config(tmp_path):
 def test_the_kind_briefing_says_how_to_reach_a_tls_lab(tmp_path, tls):
     """briefing_kind.txt.j2 on the layout setup computes for kind: https host ports and the client files."""
     out = tmp_path / "briefing.txt"
-    book = tmp_path / "briefing.yml"
-    book.write_text(
-        yaml.safe_dump(
-            [
-                {
-                    "name": "Test | Render the kind briefing",
-                    "hosts": "localhost",
-                    "gather_facts": False,
-                    "roles": [
-                        {
-                            "role": "lab_inventory",
-                            "vars": {"lab_inventory_source": "settings", "lab_inventory_add_hosts": False},
-                        }
-                    ],
-                    "tasks": [
-                        {
-                            "name": "Test | Write the briefing",
-                            "ansible.builtin.copy": {
-                                "content": "{{ lookup('ansible.builtin.template', '"
-                                + str(ROOT / "roles/lab_briefing/templates/briefing_kind.txt.j2")
-                                + "') }}",
-                                "dest": str(out),
-                                "mode": "0644",
-                            },
-                        }
-                    ],
-                }
-            ]
-        )
-    )
+    tasks = [
+        {
+            "name": "Test | Write the briefing",
+            "ansible.builtin.copy": {
+                "content": "{{ lookup('ansible.builtin.template', '"
+                + str(ROOT / "roles/lab_briefing/templates/briefing_kind.txt.j2")
+                + "') }}",
+                "dest": str(out),
+                "mode": "0644",
+            },
+        }
+    ]
+    book = one_play(tmp_path / "briefing.yml", "Test | Render the kind briefing", tasks, plan=True)
     env = {"LAB_STATE_DIR": str(tmp_path / "state"), "LAB_NAME": "kwtest"}
-    proc = playbook(str(book), "-e", "lab_platform=kind", "-e", f"lab_tls={str(tls).lower()}", env=env)
+    proc = playbook(book, "-e", "lab_platform=kind", "-e", f"lab_tls={str(tls).lower()}", env=env)
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
     text = out.read_text()
     pki = tmp_path / "state" / "pki"
