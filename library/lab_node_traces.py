@@ -96,16 +96,20 @@ def argument_spec() -> dict:
     }
 
 
+def nft_table(netns: str, verb: str, family: str, table: str) -> subprocess.CompletedProcess:
+    """`nft <verb> table <family> <table>` inside the namespace (list or delete)."""
+    argv = ["ip", "netns", "exec", netns, "nft", verb, "table", family, table]
+    return subprocess.run(argv, capture_output=True, text=True, check=False)
+
+
 def has_table(netns: str, family: str, table: str) -> bool:
     """Whether the namespace holds the table; a namespace that is gone holds none."""
-    argv = ["ip", "netns", "exec", netns, "nft", "list", "table", family, table]
-    return subprocess.run(argv, capture_output=True, check=False).returncode == 0
+    return nft_table(netns, "list", family, table).returncode == 0
 
 
 def delete_table(netns: str, family: str, table: str) -> str | None:
     """Delete the table from the namespace; the error (one line) when nft refuses."""
-    argv = ["ip", "netns", "exec", netns, "nft", "delete", "table", family, table]
-    proc = subprocess.run(argv, capture_output=True, text=True, check=False)
+    proc = nft_table(netns, "delete", family, table)
     return None if proc.returncode == 0 else (proc.stderr.strip().splitlines() or ["nft failed"])[-1]
 
 
