@@ -17,11 +17,11 @@ from lab_imports import use_lab_code
 # Modules in library/ import shared code as ansible.module_utils.<name>, as Ansible resolves it at run time.
 use_lab_code()
 
-# With TEST_WORKERS=2 ./test.sh (pytest-xdist), the first worker builds the learner's lab identity (sblab,
-# .lab/) and the molecule scenarios' (sbmol); every other worker builds labs of its own name, subnet and state
-# dir, and molecule labs of its own (MOLECULE_LAB_NAME/_SUBNET, read by .config/molecule/config.yml), so that
-# two labs run side by side. Set before any test module imports lablib, which reads them once. A LAB_NAME
-# given by the caller wins.
+# Every pytest-xdist worker (and a run without xdist, as gw0) builds labs of its own name, subnet and state
+# dir (sbgw0, 198.18.215.0/24, .lab-gw0/; sbgw1 ...), and molecule labs of its own (MOLECULE_LAB_NAME/_SUBNET,
+# read by .config/molecule/config.yml), so that two labs run side by side, and a learner's lab from ./setup.sh
+# (sblab, .lab/) is neither in the suite's way nor touched by it. Set before any test module imports lablib,
+# which reads them once. A LAB_NAME given by the caller wins.
 WORKER = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
 WORKER_LABS = {
     f"gw{n}": {
@@ -34,7 +34,7 @@ WORKER_LABS = {
         "INCIDENTS_LAB_SUBNET": f"198.18.{234 + n}.0/24",
         "INCIDENTS_LAB_STATE_DIR": str(ROOT / f".lab-incidents-gw{n}"),
     }
-    for n in range(1, 5)
+    for n in range(5)
 }
 if WORKER in WORKER_LABS and "LAB_NAME" not in os.environ:
     os.environ.update(WORKER_LABS[WORKER])

@@ -11,7 +11,7 @@ in a lab of its own, each incident forced into the shape it must cover (see --fo
   5  a majority member killed with its data dir (no quorum): refused, then restored with the opt-in.
 Each must end with recover.yml and verify.yml passing, the independent checker's verdict ok and 0 lost
 operations. The campaign's lab is `sbinc` (198.18.222.0/24, .lab-incidents/) unless INCIDENTS_LAB_NAME,
-INCIDENTS_LAB_SUBNET and INCIDENTS_LAB_STATE_DIR say otherwise (tests/conftest.py gives each further
+INCIDENTS_LAB_SUBNET and INCIDENTS_LAB_STATE_DIR say otherwise (tests/conftest.py gives each
 pytest-xdist worker one of its own); it is torn down after each incident. The cases are split over two test
 files so that two workers run them side by side.
 """

@@ -1,6 +1,7 @@
 """Run each molecule scenario of the lab's roles: destroy, syntax, create, (prepare), converge, idempotence,
-verify, destroy. Each builds real etcd members in network namespaces of its own lab (sbmol-*; on the suite's
-other pytest-xdist workers sbmxN-*, set by tests/conftest.py, so that two scenarios run side by side)."""
+verify, destroy. Each builds real etcd members in network namespaces of its own lab (sbmol-* by default;
+on the suite's pytest-xdist workers sbmxN-*, set by tests/conftest.py, so that two scenarios run side by
+side)."""
 
 from __future__ import annotations
 
