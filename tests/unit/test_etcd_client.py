@@ -191,14 +191,30 @@ def test_tail_hash_writer_checks_the_trailing_sha256():
         [db + hashlib.sha256(db).digest()],
         [db[:1000], db[1000:] + hashlib.sha256(db).digest()[:5], hashlib.sha256(db).digest()[5:]],
     ):
-        out = io.BytesIO()
-        w = TailHashWriter(out)
-        for c in chunks:
-            w.write(c)
-        assert w.intact() and out.getvalue() == db + hashlib.sha256(db).digest()
+        for threaded in (True, False):
+            for batch in (1, 1500, 1 << 20):  # every chunk alone, several joined, all in finish()
+                out = io.BytesIO()
+                w = TailHashWriter(out, threaded, batch)
+                for c in chunks:
+                    w.write(c)
+                assert w.intact() and out.getvalue() == db + hashlib.sha256(db).digest(), (threaded, batch)
     w = TailHashWriter(io.BytesIO())
     w.write(db[:-1] + hashlib.sha256(db).digest())
     assert not w.intact()
+
+
+def test_tail_hash_writer_raises_the_writers_error():
+    """A full disk in the writer thread is raised in the caller, by finish() at the latest."""
+    from ansible.module_utils.etcd_grpc import TailHashWriter
+
+    class Full:
+        def write(self, data):
+            raise OSError(28, "No space left on device")
+
+    w = TailHashWriter(Full(), batch=10)
+    w.write(b"x" * 20)
+    with pytest.raises(OSError, match="No space left"):
+        w.finish()
 
 
 # The stubs' messages against etcd's wire format: the bytes below are etcd's field numbers and wire types
