@@ -193,18 +193,23 @@ class Lab:
         # quiet output shows a task only once it changed, failed or explained something).
         self.env.update(ANSIBLE_DISPLAY_OK_HOSTS="true", ANSIBLE_DISPLAY_SKIPPED_HOSTS="true")
 
-    def sh(self, argv: list[str], timeout: float = 120) -> subprocess.CompletedProcess:
-        """A command in a process group of its own; the watchdog kills the whole group after `timeout`."""
-        proc = subprocess.Popen(
+    def spawn(self, argv: list[str], stderr: int = subprocess.PIPE) -> subprocess.Popen:
+        """argv started from the repository in this lab's environment, in a process group of its own (a
+        watchdog or an interruption signals the whole group), stdin closed, its output read as text."""
+        return subprocess.Popen(
             argv,
             cwd=ROOT,
             env=self.env,
             stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
+            stderr=stderr,
             stdin=subprocess.DEVNULL,
             text=True,
             start_new_session=True,
         )
+
+    def sh(self, argv: list[str], timeout: float = 120) -> subprocess.CompletedProcess:
+        """A command in a process group of its own; the watchdog kills the whole group after `timeout`."""
+        proc = self.spawn(argv)
         try:
             out, err = proc.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:
@@ -304,16 +309,7 @@ def run_playbook(
     the at-th "TASK [" line appears, or (`at` a string) the first task line that contains it (SIGINT: a
     second SIGINT after 30 s, SIGKILL after 15 s more)."""
     start = time.monotonic()
-    proc = subprocess.Popen(
-        [PLAYBOOK, *args],
-        cwd=ROOT,
-        env=lab.env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
-        text=True,
-        start_new_session=True,
-    )
+    proc = lab.spawn([PLAYBOOK, *args], stderr=subprocess.STDOUT)
     lines: list[str] = []
     state = {"tasks": 0, "interrupted": None}
 
