@@ -36,7 +36,6 @@ victim (the majority member restarted or killed), disk_lost (the killed member's
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import random
@@ -801,11 +800,7 @@ def read_results(path: Path) -> list[dict]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__.splitlines()[0],
-        epilog=__doc__.split("\n\n", 1)[1],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = incident_check.doc_parser(__doc__)
     parser.add_argument("--incidents", type=int, default=5, help="how many incidents (0..N-1); default 5")
     parser.add_argument("--seed", default="1", help="the campaign's seed; default 1")
     parser.add_argument(
@@ -833,19 +828,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--out", type=Path, help="results file (JSON lines); default .incidents/results-SEED.jsonl"
     )
-    parser.add_argument(
-        "--lab-name", default=os.environ.get("INCIDENTS_LAB_NAME", "sbinc"), help="the campaign lab's name"
+    incident_check.env_option(parser, "--lab-name", "INCIDENTS_LAB_NAME", "sbinc", "the campaign lab's name")
+    incident_check.env_option(
+        parser, "--subnet", "INCIDENTS_LAB_SUBNET", "198.18.222.0/24", "its bridge subnet"
     )
-    parser.add_argument(
-        "--subnet",
-        default=os.environ.get("INCIDENTS_LAB_SUBNET", "198.18.222.0/24"),
-        help="its bridge subnet",
-    )
-    parser.add_argument(
+    incident_check.env_option(
+        parser,
         "--state-dir",
+        "INCIDENTS_LAB_STATE_DIR",
+        ROOT / ".lab-incidents",
+        "its state dir (lab.json, ledger/, recovery/; removed by each teardown)",
         type=Path,
-        default=Path(os.environ.get("INCIDENTS_LAB_STATE_DIR", ROOT / ".lab-incidents")),
-        help="its state dir (lab.json, ledger/, recovery/; removed by each teardown)",
     )
     args = parser.parse_args(argv)
     if args.summarize:

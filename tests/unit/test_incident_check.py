@@ -374,3 +374,16 @@ def test_the_campaigns_commands_run_in_a_process_group_of_their_own(tmp_path, mo
     monkeypatch.setattr(incidents, "PLAYBOOK", str(playbook))
     out = incidents.run_playbook(lab, [], interrupt="SIGKILL", at="one", timeout=30)
     assert (out["rc"], out["interrupted"], out["stdout"]) == (-9, "TASK [one]", "warned\nTASK [one]\n")
+
+
+def test_an_option_read_from_the_environment_says_which_variable(monkeypatch):
+    def parser():
+        made = ic.doc_parser(ic.__doc__)
+        ic.env_option(made, "--state-dir", "LAB_UNIT_DIR", Path("/fallback"), "the dir", type=Path)
+        return made
+
+    assert "the dir; default $LAB_UNIT_DIR or /fallback" in " ".join(parser().format_help().split())
+    assert parser().parse_args([]).state_dir == Path("/fallback")
+    monkeypatch.setenv("LAB_UNIT_DIR", "/from/env")
+    assert parser().parse_args([]).state_dir == Path("/from/env")
+    assert parser().parse_args(["--state-dir", "x"]).state_dir == Path("x")
