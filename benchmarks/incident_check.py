@@ -562,16 +562,32 @@ def check(state_dir: Path, expect_moved: Iterable[str] = (), expect_moved_in: It
     return result
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__.splitlines()[0],
-        epilog=__doc__.split("\n\n", 1)[1],
+def doc_parser(doc: str) -> argparse.ArgumentParser:
+    """The command line of a benchmark script: its docstring's first line is the description, the rest (after
+    the first blank line) the epilog, as written."""
+    return argparse.ArgumentParser(
+        description=doc.splitlines()[0],
+        epilog=doc.split("\n\n", 1)[1],
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+
+
+def env_option(
+    parser: argparse.ArgumentParser, flag: str, variable: str, fallback, text: str, **kwargs
+) -> None:
+    """An option whose default is the environment variable `variable`, else `fallback`; its help says so."""
     parser.add_argument(
-        "--state-dir",
-        default=os.environ.get("LAB_STATE_DIR", ".lab"),
-        help="the lab's state dir (lab.json, ledger/, recovery/); default $LAB_STATE_DIR or .lab",
+        flag,
+        default=os.environ.get(variable, fallback),
+        help=f"{text}; default ${variable} or {fallback}",
+        **kwargs,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = doc_parser(__doc__)
+    env_option(
+        parser, "--state-dir", "LAB_STATE_DIR", ".lab", "the lab's state dir (lab.json, ledger/, recovery/)"
     )
     parser.add_argument(
         "--expect-moved",

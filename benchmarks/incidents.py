@@ -36,7 +36,6 @@ victim (the majority member restarted or killed), disk_lost (the killed member's
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import random
@@ -193,18 +192,23 @@ class Lab:
         # quiet output shows a task only once it changed, failed or explained something).
         self.env.update(ANSIBLE_DISPLAY_OK_HOSTS="true", ANSIBLE_DISPLAY_SKIPPED_HOSTS="true")
 
-    def sh(self, argv: list[str], timeout: float = 120) -> subprocess.CompletedProcess:
-        """A command in a process group of its own; the watchdog kills the whole group after `timeout`."""
-        proc = subprocess.Popen(
+    def spawn(self, argv: list[str], stderr: int = subprocess.PIPE) -> subprocess.Popen:
+        """argv started from the repository in this lab's environment, in a process group of its own (a
+        watchdog or an interruption signals the whole group), stdin closed, its output read as text."""
+        return subprocess.Popen(
             argv,
             cwd=ROOT,
             env=self.env,
             stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
+            stderr=stderr,
             stdin=subprocess.DEVNULL,
             text=True,
             start_new_session=True,
         )
+
+    def sh(self, argv: list[str], timeout: float = 120) -> subprocess.CompletedProcess:
+        """A command in a process group of its own; the watchdog kills the whole group after `timeout`."""
+        proc = self.spawn(argv)
         try:
             out, err = proc.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:
@@ -304,16 +308,7 @@ def run_playbook(
     the at-th "TASK [" line appears, or (`at` a string) the first task line that contains it (SIGINT: a
     second SIGINT after 30 s, SIGKILL after 15 s more)."""
     start = time.monotonic()
-    proc = subprocess.Popen(
-        [PLAYBOOK, *args],
-        cwd=ROOT,
-        env=lab.env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
-        text=True,
-        start_new_session=True,
-    )
+    proc = lab.spawn([PLAYBOOK, *args], stderr=subprocess.STDOUT)
     lines: list[str] = []
     state = {"tasks": 0, "interrupted": None}
 
@@ -805,11 +800,7 @@ def read_results(path: Path) -> list[dict]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__.splitlines()[0],
-        epilog=__doc__.split("\n\n", 1)[1],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = incident_check.doc_parser(__doc__)
     parser.add_argument("--incidents", type=int, default=5, help="how many incidents (0..N-1); default 5")
     parser.add_argument("--seed", default="1", help="the campaign's seed; default 1")
     parser.add_argument(
@@ -837,19 +828,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--out", type=Path, help="results file (JSON lines); default .incidents/results-SEED.jsonl"
     )
-    parser.add_argument(
-        "--lab-name", default=os.environ.get("INCIDENTS_LAB_NAME", "sbinc"), help="the campaign lab's name"
+    incident_check.env_option(parser, "--lab-name", "INCIDENTS_LAB_NAME", "sbinc", "the campaign lab's name")
+    incident_check.env_option(
+        parser, "--subnet", "INCIDENTS_LAB_SUBNET", "198.18.222.0/24", "its bridge subnet"
     )
-    parser.add_argument(
-        "--subnet",
-        default=os.environ.get("INCIDENTS_LAB_SUBNET", "198.18.222.0/24"),
-        help="its bridge subnet",
-    )
-    parser.add_argument(
+    incident_check.env_option(
+        parser,
         "--state-dir",
+        "INCIDENTS_LAB_STATE_DIR",
+        ROOT / ".lab-incidents",
+        "its state dir (lab.json, ledger/, recovery/; removed by each teardown)",
         type=Path,
-        default=Path(os.environ.get("INCIDENTS_LAB_STATE_DIR", ROOT / ".lab-incidents")),
-        help="its state dir (lab.json, ledger/, recovery/; removed by each teardown)",
     )
     args = parser.parse_args(argv)
     if args.summarize:

@@ -142,7 +142,7 @@ from datetime import UTC, datetime
 from ansible.module_utils.etcd_client import ETCD_COMMON_ARGUMENT_SPEC, client_from_params, etcd_module
 from ansible.module_utils.etcd_codec import id_to_hex, parse_kv, parse_member
 from ansible.module_utils.etcd_diagnosis import compare_hashkv, fixed_revision, hashkv_at
-from ansible.module_utils.etcd_errors import exit_with
+from ansible.module_utils.etcd_errors import exit_with_run
 from ansible.module_utils.etcd_probe import parallel_map, probe_member
 
 
@@ -591,12 +591,7 @@ def argument_spec():
 
 def main():
     module = etcd_module(argument_spec())
-    exit_with(
-        module,
-        lambda: run(module.params, module.check_mode),
-        local_errors=(OSError, ValueError, KeyError),
-        local_prefix="etcd_consistency",
-    )
+    exit_with_run(module, run, local_errors=(OSError, ValueError, KeyError), local_prefix="etcd_consistency")
 
 
 if __name__ == "__main__":

@@ -196,7 +196,7 @@ from ansible.module_utils.etcd_client import (
     watch_history,
 )
 from ansible.module_utils.etcd_codec import decode_value, id_to_hex, kv_value, parse_kv, prefix_range_end
-from ansible.module_utils.etcd_errors import EtcdError, exit_with
+from ansible.module_utils.etcd_errors import EtcdError, exit_with_run
 from ansible.module_utils.etcd_tls import check_tls_params
 
 
@@ -560,12 +560,7 @@ def argument_spec():
 
 def main():
     module = etcd_module(argument_spec())
-    exit_with(
-        module,
-        lambda: run(module.params, module.check_mode),
-        local_errors=(OSError,),
-        local_prefix="Cannot write the report",
-    )
+    exit_with_run(module, run, local_errors=(OSError,), local_prefix="Cannot write the report")
 
 
 if __name__ == "__main__":

@@ -125,7 +125,7 @@ import subprocess
 import time
 
 from ansible.module_utils.etcd_client import EtcdClient, etcd_module, free_ports
-from ansible.module_utils.etcd_errors import EtcdError, exit_with
+from ansible.module_utils.etcd_errors import EtcdError, exit_with_run
 
 COPY_PREFIX = "copy-"
 
@@ -318,12 +318,7 @@ def argument_spec():
 
 def main():
     module = etcd_module(argument_spec())
-    exit_with(
-        module,
-        lambda: run(module.params, module.check_mode),
-        local_errors=(OSError,),
-        local_prefix="Cannot copy the data dir",
-    )
+    exit_with_run(module, run, local_errors=(OSError,), local_prefix="Cannot copy the data dir")
 
 
 if __name__ == "__main__":

@@ -224,7 +224,7 @@ from ansible.module_utils.etcd_client import (
     watch_history,
 )
 from ansible.module_utils.etcd_codec import b64, decode_value, id_to_hex, parse_kv, prefix_range_end, unb64
-from ansible.module_utils.etcd_errors import EtcdError, exit_with
+from ansible.module_utils.etcd_errors import EtcdError, exit_with_run
 
 
 def write_atomic(path, text):
@@ -859,9 +859,9 @@ def run(params, check_mode):
 
 def main():
     module = etcd_module(argument_spec())
-    exit_with(
+    exit_with_run(
         module,
-        lambda: run(module.params, module.check_mode),
+        run,
         local_errors=(OSError, ValueError, KeyError),
         local_prefix=f"etcd_reconcile {module.params['operation']}",
     )

@@ -297,13 +297,16 @@ def check_range(net: ipaddress.IPv4Network) -> None:
     )
 
 
+def ip_json(obj: str) -> list[dict]:
+    """What `ip -j -4 OBJ show` prints about this host (OBJ: addr, route), parsed."""
+    out = subprocess.run(["ip", "-j", "-4", obj, "show"], capture_output=True, text=True, check=True).stdout
+    return json.loads(out or "[]")
+
+
 def host_networks() -> list[tuple[str, ipaddress.IPv4Interface]]:
     """IPv4 addresses configured on this host's interfaces, from `ip -j addr`."""
-    out = subprocess.run(
-        ["ip", "-j", "-4", "addr", "show"], capture_output=True, text=True, check=True
-    ).stdout
     found = []
-    for link in json.loads(out or "[]"):
+    for link in ip_json("addr"):
         for addr in link.get("addr_info", []):
             if addr.get("family") == "inet":
                 found.append(
@@ -314,11 +317,8 @@ def host_networks() -> list[tuple[str, ipaddress.IPv4Interface]]:
 
 def host_routes() -> list[tuple[str, ipaddress.IPv4Network]]:
     """IPv4 routes of this host's main table, from `ip -j route`, without the default route."""
-    out = subprocess.run(
-        ["ip", "-j", "-4", "route", "show"], capture_output=True, text=True, check=True
-    ).stdout
     found = []
-    for route in json.loads(out or "[]"):
+    for route in ip_json("route"):
         dst = route.get("dst", "default")
         if dst == "default":
             continue

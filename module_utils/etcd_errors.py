@@ -40,3 +40,8 @@ def run_or_fail(module, action, local_errors=(), local_prefix="", etcd_message=s
 def exit_with(module, action, **kwargs):
     """main()'s last step: run action (run_or_fail's arguments in kwargs) and exit with its result."""
     module.exit_json(**run_or_fail(module, action, **kwargs))
+
+
+def exit_with_run(module, run, **kwargs):
+    """main()'s last step for a module whose run(params, check_mode) makes its result: exit_with that call."""
+    exit_with(module, lambda: run(module.params, module.check_mode), **kwargs)

@@ -29,7 +29,8 @@ import platform
 import signal
 import struct
 import time
-from dataclasses import dataclass
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from decimal import ROUND_HALF_EVEN, Decimal
 
 CLOCK_REALTIME = 0
@@ -669,6 +670,37 @@ def _find_spare_page(pid: int, fd: int, entry: int) -> int | None:
     return None
 
 
+@dataclass
+class _Visit:
+    """One visit to a process's clock_gettime (see _visit): its memory open, a tracer for its threads (none
+    stopped before attach_all), what _locate and _hook_page found, and the step under way (errors name it)."""
+
+    fd: int
+    tracer: _Tracer
+    stage: str = "reading its vDSO"
+    target: _Target = field(init=False)
+    page: int | None = field(init=False)
+    hdr: tuple[int, int, int, bytes] | None = field(init=False)
+    code: bytes = field(init=False)
+
+
+@contextlib.contextmanager
+def _visit(pid: int, write: bool = False) -> Iterator[_Visit]:
+    """`pid`'s memory open (read-write with `write`), its clock_gettime and our hook page found. A thread gone
+    or an OSError becomes the ClockSkewError of the stage reached; the threads are let go and the memory
+    closed however it ends."""
+    visit = _Visit(_open_mem(pid, write=write), _Tracer(pid))
+    try:
+        visit.target = _locate(pid, visit.fd)
+        visit.page, visit.hdr, visit.code = _hook_page(pid, visit.fd, visit.target.entry)
+        yield visit
+    except (_ThreadGone, OSError) as e:
+        raise _gone_or(pid, visit.stage, e, visit.tracer) from None
+    finally:
+        visit.tracer.detach_all()
+        os.close(visit.fd)
+
+
 def _gone_or(pid: int, stage: str, exc: BaseException, tracer: _Tracer | None = None) -> ClockSkewError:
     """The error for a failure at `stage`: "exited" when the process is gone (or going), else the cause."""
     if tracer is not None:
@@ -694,15 +726,8 @@ def status(pid: int, expect_comm: str | None = None) -> float | None:
     """The offset (seconds) our hook currently adds in `pid`, or None when clock_gettime is not hooked."""
     _check_host()
     _check_target(pid, expect_comm)
-    fd = _open_mem(pid)
-    try:
-        target = _locate(pid, fd)
-        _page, hdr, _code = _hook_page(pid, fd, target.entry)
-    except (_ThreadGone, OSError) as e:
-        raise _gone_or(pid, "reading its vDSO", e) from None
-    finally:
-        os.close(fd)
-    return None if hdr is None else decode_offset(hdr[0], hdr[1])
+    with _visit(pid) as visit:
+        return None if visit.hdr is None else decode_offset(visit.hdr[0], visit.hdr[1])
 
 
 def apply(pid: int, offset: float, expect_comm: str | None = "etcd", check_mode: bool = False) -> dict:
@@ -715,12 +740,8 @@ def apply(pid: int, offset: float, expect_comm: str | None = "etcd", check_mode:
     sec, nsec = encode_offset(offset)
     result = {"pid": pid, "offset": decode_offset(sec, nsec), "changed": False, "action": "none"}
     _check_target(pid, expect_comm)
-    fd = _open_mem(pid, write=not check_mode)
-    tracer = _Tracer(pid)
-    stage = "reading its vDSO"
-    try:
-        target = _locate(pid, fd)
-        page, hdr, code = _hook_page(pid, fd, target.entry)
+    with _visit(pid, write=not check_mode) as visit:
+        fd, tracer, target, hdr = visit.fd, visit.tracer, visit.target, visit.hdr
         result["previous_offset"] = None if hdr is None else decode_offset(hdr[0], hdr[1])
         if hdr is not None and (hdr[0], hdr[1]) == (sec, nsec):
             return result
@@ -728,30 +749,25 @@ def apply(pid: int, offset: float, expect_comm: str | None = "etcd", check_mode:
         result["action"] = "delta" if hdr is not None else "hook"
         if check_mode:
             return result
-        stage = "stopping its threads"
+        visit.stage = "stopping its threads"
         tracer.attach_all()
-        if page is not None:
-            stage = "writing the new offset"
-            _pwrite(fd, page + OFF_DELTA, struct.pack("<qq", sec, nsec))
+        if visit.page is not None:
+            visit.stage = "writing the new offset"
+            _pwrite(fd, visit.page + OFF_DELTA, struct.pack("<qq", sec, nsec))
             return result
-        stage = "mapping a page for the hook"
+        visit.stage = "mapping a page for the hook"
         page = _find_spare_page(pid, fd, target.entry)
         if page is None:
             page = tracer.syscall(
                 tracer.threads[0], target.syscall_insn, SYS_MMAP, 0, PAGE_SIZE, 0x5, 0x22, -1, 0
             )  # PROT_READ|PROT_EXEC, MAP_PRIVATE|MAP_ANONYMOUS
-        stage = "writing the hook"
-        _pwrite(fd, page, build_page(sec, nsec, target.entry, code))
-        stage = "moving threads out of clock_gettime"
+        visit.stage = "writing the hook"
+        _pwrite(fd, page, build_page(sec, nsec, target.entry, visit.code))
+        visit.stage = "moving threads out of clock_gettime"
         tracer.step_out_of(target.entry, target.entry + JUMP_LEN)
-        stage = "patching clock_gettime"
+        visit.stage = "patching clock_gettime"
         _pwrite(fd, target.entry, build_jump(page + CODE_OFF))
         return result
-    except (_ThreadGone, OSError) as e:
-        raise _gone_or(pid, stage, e, tracer) from None
-    finally:
-        tracer.detach_all()
-        os.close(fd)
 
 
 def undo(pid: int, expect_comm: str | None = "etcd", check_mode: bool = False) -> dict:
@@ -759,26 +775,17 @@ def undo(pid: int, expect_comm: str | None = "etcd", check_mode: bool = False) -
     _check_host()
     _check_target(pid, expect_comm)
     result = {"pid": pid, "offset": None, "changed": False, "action": "none", "previous_offset": None}
-    fd = _open_mem(pid, write=not check_mode)
-    tracer = _Tracer(pid)
-    stage = "reading its vDSO"
-    try:
-        target = _locate(pid, fd)
-        _page, hdr, _code = _hook_page(pid, fd, target.entry)
+    with _visit(pid, write=not check_mode) as visit:
+        hdr, entry = visit.hdr, visit.target.entry
         if hdr is None:
             return result
         result.update(changed=True, action="restore", previous_offset=decode_offset(hdr[0], hdr[1]))
         if check_mode:
             return result
-        stage = "stopping its threads"
-        tracer.attach_all()
-        stage = "moving threads out of clock_gettime"
-        tracer.step_out_of(target.entry, target.entry + JUMP_LEN)
-        stage = "restoring clock_gettime"
-        _pwrite(fd, target.entry, hdr[3])
+        visit.stage = "stopping its threads"
+        visit.tracer.attach_all()
+        visit.stage = "moving threads out of clock_gettime"
+        visit.tracer.step_out_of(entry, entry + JUMP_LEN)
+        visit.stage = "restoring clock_gettime"
+        _pwrite(visit.fd, entry, hdr[3])
         return result
-    except (_ThreadGone, OSError) as e:
-        raise _gone_or(pid, stage, e, tracer) from None
-    finally:
-        tracer.detach_all()
-        os.close(fd)

@@ -349,26 +349,13 @@ def conflict_rows(run: Run) -> list[dict]:
             note = item.get("marker_key")
             did = "the cluster's value stays" + (f"; the fork's delete noted at {note}" if note else "")
             rows.append(row(member, item, item.get("value"), "(deleted)", did))
-        for item in fork.get("only_fork") or []:
-            rows.append(
-                row(
-                    member,
-                    item,
-                    "(absent)",
-                    item.get("value"),
-                    "replayed into the cluster" if quarantine else "listed only",
-                )
-            )
-        for item in fork.get("leased_only_on_fork") or []:
-            rows.append(
-                row(
-                    member,
-                    item,
-                    "(absent)",
-                    item.get("value"),
-                    "not written: its lease lived only on the fork",
-                )
-            )
+        # Keys only the fork held, by what recovery did with them.
+        fork_only = {
+            "only_fork": "replayed into the cluster" if quarantine else "listed only",
+            "leased_only_on_fork": "not written: its lease lived only on the fork",
+        }
+        for listed, did in fork_only.items():
+            rows += [row(member, item, "(absent)", item.get("value"), did) for item in fork.get(listed) or []]
     for item in run.conflicts.get("lost") or []:
         rows.append(row("-", item, "(absent)", item.get("value"), "LOST: listed, not recovered"))
     return rows

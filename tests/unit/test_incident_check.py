@@ -360,3 +360,30 @@ def test_a_member_add_that_timed_out_but_was_applied_is_not_tried_again(monkeypa
         "etcd-1=http://10.0.0.2:2380",
         "etcd-2=http://10.0.0.3:2380",
     ]
+
+
+def test_the_campaigns_commands_run_in_a_process_group_of_their_own(tmp_path, monkeypatch):
+    lab = incidents.Lab("sbunit", "198.18.250.0/24", tmp_path)
+    code = "import os, sys; print(os.getpgid(0) == os.getpid(), os.environ['LAB_NAME']); sys.exit('e')"
+    done = lab.sh([sys.executable, "-c", code])
+    assert (done.returncode, done.stdout, done.stderr) == (1, "True sbunit\n", "e\n")
+    # A playbook's stderr goes with its stdout; the interruption kills its whole group at the task named.
+    playbook = tmp_path / "ansible-playbook"
+    playbook.write_text("#!/bin/sh\necho warned >&2\necho 'TASK [one]'\nexec sleep 60\n")
+    playbook.chmod(0o755)
+    monkeypatch.setattr(incidents, "PLAYBOOK", str(playbook))
+    out = incidents.run_playbook(lab, [], interrupt="SIGKILL", at="one", timeout=30)
+    assert (out["rc"], out["interrupted"], out["stdout"]) == (-9, "TASK [one]", "warned\nTASK [one]\n")
+
+
+def test_an_option_read_from_the_environment_says_which_variable(monkeypatch):
+    def parser():
+        made = ic.doc_parser(ic.__doc__)
+        ic.env_option(made, "--state-dir", "LAB_UNIT_DIR", Path("/fallback"), "the dir", type=Path)
+        return made
+
+    assert "the dir; default $LAB_UNIT_DIR or /fallback" in " ".join(parser().format_help().split())
+    assert parser().parse_args([]).state_dir == Path("/fallback")
+    monkeypatch.setenv("LAB_UNIT_DIR", "/from/env")
+    assert parser().parse_args([]).state_dir == Path("/from/env")
+    assert parser().parse_args(["--state-dir", "x"]).state_dir == Path("x")

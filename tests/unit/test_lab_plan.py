@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import subprocess
 
+import lab_plan
 import pytest
 from lab_plan import (
     PlanError,
@@ -115,6 +117,33 @@ def test_subnet_clash_detection(existing, clash):
             check_clash(net, "sblab0", networks)
     else:
         check_clash(net, "sblab0", networks)
+
+
+def test_the_hosts_addresses_and_routes_are_read_from_ip_json(monkeypatch):
+    printed = {
+        "addr": [
+            {"ifname": "lo", "addr_info": [{"family": "inet", "local": "127.0.0.1", "prefixlen": 8}]},
+            {"ifname": "eth0", "addr_info": [{"family": "inet6", "local": "fe80::1", "prefixlen": 64}]},
+        ],
+        "route": [
+            {"dst": "default", "dev": "eth0"},
+            {"dst": "10.1.0.0/16", "dev": "eth1"},
+            {"dst": "10.2.0.9"},
+        ],
+    }
+    calls = []
+
+    def ip(argv, **kwargs):
+        calls.append(argv)
+        return subprocess.CompletedProcess(argv, 0, json.dumps(printed[argv[3]]), "")
+
+    monkeypatch.setattr(lab_plan.subprocess, "run", ip)
+    assert lab_plan.host_networks() == [("lo", ipaddress.IPv4Interface("127.0.0.1/8"))]
+    assert lab_plan.host_routes() == [
+        ("eth1", ipaddress.IPv4Network("10.1.0.0/16")),
+        ("?", ipaddress.IPv4Network("10.2.0.9/32")),
+    ]
+    assert calls == [["ip", "-j", "-4", "addr", "show"], ["ip", "-j", "-4", "route", "show"]]
 
 
 def test_kind_members_are_reached_through_the_host_mapped_ports():

@@ -82,6 +82,8 @@ def test_conflicting_keys_with_both_values_and_what_recovery_did(run):
     assert first["quarantine_key"] in row["did"]
     replayed = [r for r in rows if r["did"] == "replayed into the cluster"]
     assert len(replayed) == len(fork["only_fork"])
+    (leased,) = [r for r in rows if r["did"] == "not written: its lease lived only on the fork"]
+    assert (leased["key"], leased["cluster"]) == (fork["leased_only_on_fork"][0]["key"], "(absent)")
     assert not [r for r in rows if r["did"].startswith("LOST")]
 
 
