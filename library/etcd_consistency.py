@@ -35,8 +35,6 @@ description:
   - Never changes anything. Each check is a result with C(name), C(ok) and C(detail); the module fails
     only on bad arguments.
 version_added: "1.0.0"
-author:
-  - etcd split-brain lab contributors
 options:
   endpoints:
     description:
@@ -83,12 +81,10 @@ options:
     type: path
 extends_documentation_fragment:
   - etcd_connection
+  - lab_module
 attributes:
   check_mode:
-    support: full
-    description: Only reads.
-  diff_mode:
-    support: none
+    details: Only reads.
 """
 
 EXAMPLES = r"""

@@ -36,8 +36,6 @@ description:
     estimate is Date + 0.5 s minus the midpoint of the request, good to about +/-0.5 s plus half
     the round trip. Offsets below O(clock_skew_threshold) are not reported as skew.
 version_added: "1.0.0"
-author:
-  - etcd split-brain lab contributors
 options:
   endpoints:
     description:
@@ -96,12 +94,10 @@ options:
     default: 0
 extends_documentation_fragment:
   - etcd_connection
+  - lab_module
 attributes:
   check_mode:
-    support: full
-    description: The module only reads; check mode runs it unchanged.
-  diff_mode:
-    support: none
+    details: The module only reads; check mode runs it unchanged.
 notes:
   - Runs on the controller (or wherever it is delegated); needs only the Python standard library.
   - Tested against etcd 3.4.23 and 3.5.1.

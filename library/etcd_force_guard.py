@@ -22,10 +22,9 @@ description:
   - Every decision (allowed, refused, overridden) is appended as one JSON line to O(log_path) when it is
     given, with the evidence (who answered, which leaders they follow).
 version_added: "1.0.0"
-author:
-  - etcd split-brain lab contributors
 extends_documentation_fragment:
   - etcd_connection
+  - lab_module
 options:
   member:
     description: Name of the member that would be started with C(--force-new-cluster).
@@ -68,7 +67,6 @@ options:
     type: path
 attributes:
   check_mode:
-    support: full
     details: In check mode the decision is made and returned, but nothing is logged.
 notes:
   - Run it from a host that can reach the members' client URLs. A member that this host cannot reach is not

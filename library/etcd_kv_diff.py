@@ -31,8 +31,6 @@ description:
   - Changes nothing in etcd. RV(changed) is true only when the report file was written with new
     content.
 version_added: "1.0.0"
-author:
-  - etcd split-brain lab contributors
 options:
   endpoints:
     description:
@@ -87,12 +85,10 @@ options:
     default: false
 extends_documentation_fragment:
   - etcd_connection
+  - lab_module
 attributes:
   check_mode:
-    support: full
-    description: Compares as usual but does not write O(report_path).
-  diff_mode:
-    support: none
+    details: Compares as usual but does not write O(report_path).
 notes:
   - The ranges need the read permission on the compared keys when etcd authentication is on
     (this module does not log in; etcd auth tokens are not supported).

@@ -31,8 +31,6 @@ description:
     removal was applied late or dropped (with the leader and term before and after); it proposes it again
     only when it was dropped, up to 3 attempts in all (RV(remove_attempts), RV(remove_notes)).
 version_added: "1.0.0"
-author:
-  - etcd split-brain lab contributors
 options:
   endpoints:
     description:
@@ -92,12 +90,10 @@ options:
     default: 30.0
 extends_documentation_fragment:
   - etcd_connection
+  - lab_module
 attributes:
   check_mode:
-    support: full
-    description: Reads the member list and health, runs the quorum check, and reports what would change.
-  diff_mode:
-    support: none
+    details: Reads the member list and health, runs the quorum check, and reports what would change.
 notes:
   - After adding a member, start it with C(--initial-cluster-state existing), the returned
     RV(initial_cluster) and an empty data dir.

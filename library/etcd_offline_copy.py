@@ -26,8 +26,6 @@ description:
   - O(state=stopped) stops the copy of O(data_dir) (or every copy under O(work_dir) when O(data_dir) is
     omitted) and removes its directory. Only this module's own directories and processes are touched.
 version_added: "1.1.0"
-author:
-  - etcd split-brain lab contributors
 options:
   data_dir:
     description:
@@ -61,12 +59,11 @@ options:
       - Seconds to wait for the copy to elect itself and answer.
     type: float
     default: 30
+extends_documentation_fragment:
+  - lab_module
 attributes:
   check_mode:
-    support: full
-    description: Reports what it would start or stop and does neither.
-  diff_mode:
-    support: none
+    details: Reports what it would start or stop and does neither.
 notes:
   - Runs where the data dir is (the controller on the local platform), as a user that can read it.
   - The copy's process names its directory on its command line, so the lab's teardown (which stops any

@@ -46,8 +46,6 @@ description:
     missing, so a second run writes nothing.
   - Nothing is deleted, ever.
 version_added: "1.0.0"
-author:
-  - etcd split-brain lab contributors
 options:
   operation:
     description:
@@ -111,12 +109,10 @@ options:
     default: 5000
 extends_documentation_fragment:
   - etcd_connection
+  - lab_module
 attributes:
   check_mode:
-    support: full
-    description: Reads and plans as usual; writes neither files nor keys, and reports what it would write.
-  diff_mode:
-    support: none
+    details: Reads and plans as usual; writes neither files nor keys, and reports what it would write.
 notes:
   - A range keeps no tombstone - a key only on one side may be one that the other side deleted after the
     split. Only the history tells (C(etcd_kv_diff) C(history=true), or the history recorded by

@@ -32,8 +32,6 @@ description:
     the new cluster must be restored from the same snapshot with the same O(initial_cluster) and
     O(initial_cluster_token).
 version_added: "1.0.0"
-author:
-  - etcd split-brain lab contributors
 options:
   operation:
     description:
@@ -119,12 +117,10 @@ options:
     type: path
 extends_documentation_fragment:
   - etcd_connection
+  - lab_module
 attributes:
   check_mode:
-    support: full
-    description: Save and restore check the inputs and report what they would do without writing.
-  diff_mode:
-    support: none
+    details: Save and restore check the inputs and report what they would do without writing.
 notes:
   - C(save) runs on the controller (or where delegated); C(restore) must run on the member's node.
   - The snapshot's revision is exact when etcdutl/etcdctl is available, or when the member's

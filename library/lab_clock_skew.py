@@ -22,7 +22,6 @@ description:
     offset is applied again.
   - Needs root (ptrace and C(/proc/PID/mem) of another process) on the host that runs the process.
 version_added: "1.0.0"
-author: etcd split-brain lab developers
 options:
   pid:
     description: Pid of the target process. Exactly one of O(pid) and O(pidfile) is required.
@@ -64,12 +63,11 @@ options:
       - Set to an empty string to skip the check. The target must still be a Go program.
     type: str
     default: etcd
+extends_documentation_fragment:
+  - lab_module
 attributes:
   check_mode:
-    support: full
     details: Reads the current offset from the target and reports what would change, without attaching.
-  diff_mode:
-    support: none
 notes:
   - x86_64 only. Other architectures fail with a clear message.
   - To give short-lived tools on the same node (C(date)) the same offset, use libfaketime. The lab's

@@ -17,7 +17,6 @@ description:
   - Idempotent; reports a change only when something was created, fixed or removed. Runs C(ip) with argument
     lists, never a shell.
 version_added: "1.0.0"
-author: etcd split-brain lab developers
 options:
   kind:
     description: What to manage.
@@ -49,9 +48,8 @@ options:
     description: Seconds to wait after SIGTERM before killing the processes left in a namespace being removed.
     type: float
     default: 15
-attributes:
-  check_mode:
-    support: full
+extends_documentation_fragment:
+  - lab_module
 """
 
 EXAMPLES = r"""

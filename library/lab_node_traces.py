@@ -18,7 +18,6 @@ description:
   - Read-only (never a change), unless O(remove_nft_table=true), which deletes the table from every
     namespace that holds it (C(nft delete table)), which heals the partition in one call.
 version_added: "1.0.0"
-author: etcd split-brain lab developers
 options:
   nodes:
     description: The lab's nodes, each with its C(name) and its network namespace C(netns).
@@ -41,9 +40,8 @@ options:
     description: Delete O(nft_table) from each namespace that holds it; C(nft_table_in) still names them.
     type: bool
     default: false
-attributes:
-  check_mode:
-    support: full
+extends_documentation_fragment:
+  - lab_module
 """
 
 EXAMPLES = r"""

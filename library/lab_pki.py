@@ -20,7 +20,6 @@ description:
   - With O(state=absent), removes O(path).
   - Uses the C(cryptography) library (the one ansible-core itself needs), no openssl command.
 version_added: "1.0.0"
-author: etcd split-brain lab developers
 options:
   path:
     description: Directory of the PKI (C(.lab/pki)).
@@ -46,9 +45,8 @@ options:
     type: str
     choices: [present, absent]
     default: present
-attributes:
-  check_mode:
-    support: full
+extends_documentation_fragment:
+  - lab_module
 """
 
 EXAMPLES = r"""

@@ -14,7 +14,6 @@ description:
     (status, recover, teardown) act on the lab that exists rather than on the current defaults.
   - Never changes anything on the host; it only reads the network interfaces to check the subnet.
 version_added: "1.0.0"
-author: etcd split-brain lab developers
 options:
   platform:
     description:
@@ -127,9 +126,8 @@ options:
         (C(http://etcd-N.<this>:2380), the StatefulSet's headless Service), as etcd advertises them.
     type: str
     default: etcd-peer.kube-system.svc.cluster.local
-attributes:
-  check_mode:
-    support: full
+extends_documentation_fragment:
+  - lab_module
 """
 
 EXAMPLES = r"""

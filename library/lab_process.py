@@ -16,7 +16,6 @@ description:
     leader can take seconds), then sends SIGKILL and waits again.
   - A pid file whose process is gone, or whose pid now belongs to another program, is treated as stopped.
 version_added: "1.0.0"
-author: etcd split-brain lab developers
 options:
   argv:
     description: Command and arguments, without any shell. Required with O(state=started).
@@ -61,9 +60,8 @@ options:
     description: Seconds the new process must stay alive for the start to count as successful.
     type: float
     default: 1
-attributes:
-  check_mode:
-    support: full
+extends_documentation_fragment:
+  - lab_module
 """
 
 EXAMPLES = r"""

@@ -21,7 +21,6 @@ description:
     directory created when missing), and reports a change when the file's content changed; then it reads
     them all as above.
 version_added: "1.0.0"
-author: etcd split-brain lab developers
 options:
   path:
     description: The recovery directory (it need not exist).
@@ -43,9 +42,8 @@ options:
         Nothing is written without a report.
     type: bool
     default: false
-attributes:
-  check_mode:
-    support: full
+extends_documentation_fragment:
+  - lab_module
 """
 
 EXAMPLES = r"""

@@ -16,7 +16,6 @@ description:
     set their defaults themselves.
   - Without O(given), returns the names of those variables, so that a playbook can look up which are set.
 version_added: "1.0.0"
-author: etcd split-brain lab developers
 options:
   roles_dir:
     description: Directory that holds the roles.
@@ -30,9 +29,8 @@ options:
   given:
     description: The settings that are set (name to value); each is checked against its role's spec.
     type: dict
-attributes:
-  check_mode:
-    support: full
+extends_documentation_fragment:
+  - lab_module
 """
 
 EXAMPLES = r"""

@@ -17,7 +17,6 @@ description:
   - Read-only; never reports a change. One check per URL and way, each C(name), C(ok), C(detail), as
     etcd_consistency's checks.
 version_added: "1.0.0"
-author: etcd split-brain lab developers
 options:
   urls:
     description: The URLs to check, C(https://HOST:PORT).
@@ -40,9 +39,8 @@ options:
     description: Seconds each attempt may take.
     type: float
     default: 3.0
-attributes:
-  check_mode:
-    support: full
+extends_documentation_fragment:
+  - lab_module
 """
 
 EXAMPLES = r"""

@@ -1,5 +1,7 @@
-"""Every etcd_* module: DOCUMENTATION/EXAMPLES/RETURN parse, options match the argument spec, and the
-shared TLS/timeout options come from the etcd_connection doc fragment, which matches the shared spec."""
+"""The modules' documentation as ansible-doc shows it (DOCUMENTATION merged with its doc fragments by
+ansible's own loader): every etcd_* module's options match its argument spec, and the shared TLS/timeout
+options come from the etcd_connection doc fragment, which matches the shared spec; every module of the lab
+takes its authors and its check and diff mode attributes from the lab_module fragment, and they hold."""
 
 from __future__ import annotations
 
@@ -9,37 +11,47 @@ from pathlib import Path
 
 import pytest
 import yaml
+from ansible.module_utils import basic
 from ansible.module_utils.etcd_client import ETCD_COMMON_ARGUMENT_SPEC
+from ansible.plugins.loader import fragment_loader
+from ansible.utils.plugin_docs import get_docstring
 
-FRAGMENT_PATH = Path(__file__).resolve().parents[2] / "plugins" / "doc_fragments" / "etcd_connection.py"
-_spec = importlib.util.spec_from_file_location("etcd_connection_fragment", FRAGMENT_PATH)
-_fragment = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(_fragment)
-SHARED = yaml.safe_load(_fragment.ModuleDocFragment.DOCUMENTATION)["options"]
-
-
-def documented_options(mod) -> dict:
-    """The module's own options plus those of the fragments it extends, as ansible-doc shows them."""
-    doc = yaml.safe_load(mod.DOCUMENTATION)
-    options = dict(doc["options"])
-    if "etcd_connection" in doc.get("extends_documentation_fragment", []):
-        options.update(SHARED)
-    return options
+ROOT = Path(__file__).resolve().parents[2]
+LIBRARY = ROOT / "library"
+FRAGMENTS = ROOT / "plugins" / "doc_fragments"
+# ansible.cfg's doc_fragment_plugins, whatever the directory pytest runs from.
+fragment_loader.add_directory(str(FRAGMENTS))
 
 
-MODULES = sorted(p.stem for p in (Path(__file__).resolve().parents[2] / "library").glob("etcd_*.py"))
+def fragment(name: str) -> dict:
+    return yaml.safe_load(fragment_loader.get(name).DOCUMENTATION)
+
+
+SHARED = fragment("etcd_connection")["options"]
+LAB = fragment("lab_module")
+
+
+def merged_doc(name: str) -> dict:
+    """library/<name>.py's DOCUMENTATION with the fragments it extends merged in, as ansible-doc shows it."""
+    doc, _examples, _returns, _metadata = get_docstring(
+        str(LIBRARY / f"{name}.py"), fragment_loader, is_module=True
+    )
+    return doc
+
+
+MODULES = sorted(p.stem for p in LIBRARY.glob("etcd_*.py"))
+ALL_MODULES = sorted(p.stem for p in LIBRARY.glob("*.py"))
 
 
 @pytest.mark.parametrize("name", MODULES)
 def test_docs_parse_and_match_argument_spec(name):
     mod = importlib.import_module(name)
-    doc = yaml.safe_load(mod.DOCUMENTATION)
+    doc = merged_doc(name)
     yaml.safe_load(mod.EXAMPLES)
     assert isinstance(yaml.safe_load(mod.RETURN), dict)
     assert doc["module"] == name
-    assert doc["attributes"]["check_mode"]["support"] == "full"
     spec = mod.argument_spec()
-    options = documented_options(mod)
+    options = doc["options"]
     assert set(options) == set(spec)
     for option, entry in spec.items():
         documented = options[option]
@@ -61,12 +73,43 @@ def test_shared_options_come_from_the_fragment(name):
     if "endpoints" not in mod.argument_spec():
         # etcd_offline_copy talks to no member (only to the plain-http copy it starts on loopback).
         assert not set(doc["options"]) & set(SHARED), f"{name} documents connection options it has no use for"
+        assert "etcd_connection" not in doc["extends_documentation_fragment"]
         return
-    assert doc["extends_documentation_fragment"] == ["etcd_connection"]
+    assert "etcd_connection" in doc["extends_documentation_fragment"]
     assert not set(doc["options"]) & set(SHARED), f"{name} repeats shared options instead of the fragment"
 
 
-REFERENCE = (Path(__file__).resolve().parents[2] / "docs" / "modules.md").read_text()
+class Built(Exception):
+    """Raised instead of building the AnsibleModule: what a module's main() asked for is all a test needs."""
+
+
+@pytest.mark.parametrize("name", ALL_MODULES)
+def test_lab_fragment_holds_for_every_module(name, monkeypatch):
+    """The authors and the check and diff mode attributes come from lab_module, and the module asks Ansible
+    for the check mode that the fragment claims."""
+    mod = importlib.import_module(name)
+    own = yaml.safe_load(mod.DOCUMENTATION)
+    assert "lab_module" in own["extends_documentation_fragment"]
+    assert "author" not in own, f"{name} names its authors instead of the fragment"
+    doc = merged_doc(name)
+    assert doc["author"] == LAB["author"]
+    for attribute, claim in LAB["attributes"].items():
+        assert doc["attributes"][attribute]["support"] == claim["support"], attribute
+
+    asked = {}
+
+    def build(self, *args, **kwargs):
+        asked.update(kwargs)
+        raise Built
+
+    monkeypatch.setattr(basic.AnsibleModule, "__init__", build)
+    with pytest.raises(Built):
+        mod.main()
+    # What the fragment claims for check mode is what the module asks of Ansible.
+    assert asked.get("supports_check_mode", False) is (LAB["attributes"]["check_mode"]["support"] == "full")
+
+
+REFERENCE = (ROOT / "docs" / "modules.md").read_text()
 
 
 @pytest.mark.parametrize("name", MODULES)
