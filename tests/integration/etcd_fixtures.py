@@ -6,6 +6,7 @@ dir lives under a temporary directory that is removed afterwards. Only loopback 
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import os
 import shutil
@@ -58,6 +59,11 @@ class TLSFiles:
     client_cert: str
     client_key: str
     other_ca: str  # a CA that signed nothing here: "wrong CA"
+
+    def options(self, **changes) -> dict:
+        """The TLS options of the lab's modules (ca_cert, client_cert, client_key) for these files, with
+        `changes` made."""
+        return {"ca_cert": self.ca, "client_cert": self.client_cert, "client_key": self.client_key, **changes}
 
 
 def make_tls_files(directory):
@@ -263,6 +269,11 @@ class Cluster:
         with self.client(m) as c:
             return c.put(key, value).data
 
+    def put_keys(self, count=5):
+        """/app/k0 = v0, /app/k1 = v1, ... (`count` keys) written through the first member."""
+        for i in range(count):
+            self.put(self.members[0], f"/app/k{i}", f"v{i}")
+
     def new_member(self, name):
         """A member object with fresh ports, appended to the cluster (not started, not added in etcd)."""
         client_port, peer_port = free_ports(2)
@@ -292,23 +303,29 @@ class Cluster:
         return m
 
 
+@contextlib.contextmanager
+def running_cluster(version="3.5", size=3, tls=None, **kwargs):
+    """A cluster of etcd `version`, started for the with block and stopped after it (also when it fails to
+    start); the test is skipped when the version's binaries are not installed."""
+    binaries = VERSIONS[version]
+    if not binaries.available():
+        pytest.skip(f"etcd {version} binaries not found in {binaries.bin_dir}")
+    cluster = Cluster(binaries, size=size, tls=tls, **kwargs)
+    try:
+        yield cluster.start()
+    finally:
+        cluster.stop()
+
+
 @pytest.fixture
 def etcd_cluster_factory():
     """Start clusters on demand: factory(version='3.5', size=3, tls=None); all killed afterwards."""
-    clusters = []
+    with contextlib.ExitStack() as clusters:
 
-    def factory(version="3.5", size=3, tls=None, **kwargs):
-        binaries = VERSIONS[version]
-        if not binaries.available():
-            pytest.skip(f"etcd {version} binaries not found in {binaries.bin_dir}")
-        cluster = Cluster(binaries, size=size, tls=tls, **kwargs)
-        clusters.append(cluster)
-        cluster.start()
-        return cluster
+        def factory(version="3.5", size=3, tls=None, **kwargs):
+            return clusters.enter_context(running_cluster(version, size, tls, **kwargs))
 
-    yield factory
-    for cluster in clusters:
-        cluster.stop()
+        yield factory
 
 
 @pytest.fixture(scope="module")
