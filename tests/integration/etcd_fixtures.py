@@ -373,6 +373,19 @@ ANSIBLE_ENV = {
 }
 
 
+def run_playbook(playbook, *args, env=None):
+    """ansible-playbook `playbook` (a path from the repository's root, or absolute) with `args`, run from the
+    repository's root (its ansible.cfg), its output captured; the finished process, whatever its exit code."""
+    return subprocess.run(
+        [str(ROOT / ".venv/bin/ansible-playbook"), str(playbook), *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
 def run_ansible_module(module, args, *options):
     """Run a module with the ansible CLI on localhost (packed by AnsiballZ, as a playbook runs it); return its
     result. Fails the test when ansible exits non-zero."""
