@@ -129,24 +129,29 @@ def key_usage(ca: bool):
     )
 
 
-def make_ca(days: int):
+def make_self_signed(common_name: str, not_before: dt.datetime, not_after: dt.datetime):
+    """A CA certificate signed by its own new key, valid from not_before to not_after: (cert, key)."""
     key = new_key()
-    subject = name("etcd-ca")
-    start = now() - dt.timedelta(minutes=5)
+    subject = name(common_name)
     cert = (
         x509.CertificateBuilder()
         .subject_name(subject)
         .issuer_name(subject)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
-        .not_valid_before(start)
-        .not_valid_after(start + dt.timedelta(days=days * 10))
+        .not_valid_before(not_before)
+        .not_valid_after(not_after)
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
         .add_extension(key_usage(ca=True), critical=True)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
         .sign(key, hashes.SHA256())
     )  # fmt: skip
     return cert, key
+
+
+def make_ca(days: int):
+    start = now() - dt.timedelta(minutes=5)
+    return make_self_signed("etcd-ca", start, start + dt.timedelta(days=days * 10))
 
 
 def make_leaf(ca_cert, ca_key, common_name: str, dns: set[str], ips: set[str], usages, days: int, org=None):

@@ -6,8 +6,8 @@ dir lives under a temporary directory that is removed afterwards. Only loopback 
 
 from __future__ import annotations
 
+import contextlib
 import datetime
-import ipaddress
 import os
 import shutil
 import signal
@@ -60,89 +60,42 @@ class TLSFiles:
     client_key: str
     other_ca: str  # a CA that signed nothing here: "wrong CA"
 
+    def options(self, **changes) -> dict:
+        """The TLS options of the lab's modules (ca_cert, client_cert, client_key) for these files, with
+        `changes` made."""
+        return {"ca_cert": self.ca, "client_cert": self.client_cert, "client_key": self.client_key, **changes}
+
 
 def make_tls_files(directory):
-    """A CA, a server cert for 127.0.0.1/localhost, a client cert, and an unrelated CA."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+    """A CA, a server cert for 127.0.0.1/localhost, a client cert, and an unrelated CA, made as the lab's PKI
+    makes them (module_utils/lab_pki_core.py), valid for a day."""
+    from ansible.module_utils import lab_pki_core as pki
 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    now = datetime.datetime.now(datetime.UTC)
+    start = pki.now() - datetime.timedelta(hours=1)
 
-    def key():
-        return ec.generate_private_key(ec.SECP256R1())
+    def ca(common_name):
+        return pki.make_self_signed(common_name, start, start + datetime.timedelta(days=1))
 
-    def write_key(k, name):
+    def write(name, data):
         path = directory / name
-        path.write_bytes(
-            k.private_bytes(
-                serialization.Encoding.PEM,
-                serialization.PrivateFormat.PKCS8,
-                serialization.NoEncryption(),
-            )
-        )
+        path.write_bytes(data)
         return str(path)
 
-    def write_cert(c, name):
-        path = directory / name
-        path.write_bytes(c.public_bytes(serialization.Encoding.PEM))
-        return str(path)
-
-    def ca(cn):
-        k = key()
-        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
-        cert = (
-            x509.CertificateBuilder()
-            .subject_name(name)
-            .issuer_name(name)
-            .public_key(k.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(hours=1))
-            .not_valid_after(now + datetime.timedelta(days=1))
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .add_extension(
-                x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True
-            )
-            .sign(k, hashes.SHA256())
-        )
-        return k, cert
-
-    def leaf(ca_key, ca_cert, cn, usages, sans):
-        k = key()
-        builder = (
-            x509.CertificateBuilder()
-            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)]))
-            .issuer_name(ca_cert.subject)
-            .public_key(k.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(hours=1))
-            .not_valid_after(now + datetime.timedelta(days=1))
-            .add_extension(x509.ExtendedKeyUsage(usages), critical=False)
-        )
-        if sans:
-            builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
-        return k, builder.sign(ca_key, hashes.SHA256())
-
-    ca_key, ca_cert = ca("lab-test-ca")
-    srv_key, srv_cert = leaf(
-        ca_key,
-        ca_cert,
-        "etcd-server",
-        [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH],
-        [x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")],
+    ca_cert, ca_key = ca("lab-test-ca")
+    srv_cert, srv_key = pki.make_leaf(
+        ca_cert, ca_key, "etcd-server", {"localhost"}, {"127.0.0.1"}, pki.SERVER_AND_CLIENT, days=1
     )
-    cli_key, cli_cert = leaf(ca_key, ca_cert, "root", [ExtendedKeyUsageOID.CLIENT_AUTH], None)
-    _other_key, other_cert = ca("unrelated-ca")
+    cli_cert, cli_key = pki.make_leaf(ca_cert, ca_key, "root", set(), set(), pki.CLIENT_ONLY, days=1)
+    other_cert, _other_key = ca("unrelated-ca")
     return TLSFiles(
-        ca=write_cert(ca_cert, "ca.pem"),
-        server_cert=write_cert(srv_cert, "server.pem"),
-        server_key=write_key(srv_key, "server-key.pem"),
-        client_cert=write_cert(cli_cert, "client.pem"),
-        client_key=write_key(cli_key, "client-key.pem"),
-        other_ca=write_cert(other_cert, "other-ca.pem"),
+        ca=write("ca.pem", pki.pem(ca_cert)),
+        server_cert=write("server.pem", pki.pem(srv_cert)),
+        server_key=write("server-key.pem", pki.key_pem(srv_key)),
+        client_cert=write("client.pem", pki.pem(cli_cert)),
+        client_key=write("client-key.pem", pki.key_pem(cli_key)),
+        other_ca=write("other-ca.pem", pki.pem(other_cert)),
     )
 
 
@@ -316,6 +269,11 @@ class Cluster:
         with self.client(m) as c:
             return c.put(key, value).data
 
+    def put_keys(self, count=5):
+        """/app/k0 = v0, /app/k1 = v1, ... (`count` keys) written through the first member."""
+        for i in range(count):
+            self.put(self.members[0], f"/app/k{i}", f"v{i}")
+
     def new_member(self, name):
         """A member object with fresh ports, appended to the cluster (not started, not added in etcd)."""
         client_port, peer_port = free_ports(2)
@@ -345,23 +303,29 @@ class Cluster:
         return m
 
 
+@contextlib.contextmanager
+def running_cluster(version="3.5", size=3, tls=None, **kwargs):
+    """A cluster of etcd `version`, started for the with block and stopped after it (also when it fails to
+    start); the test is skipped when the version's binaries are not installed."""
+    binaries = VERSIONS[version]
+    if not binaries.available():
+        pytest.skip(f"etcd {version} binaries not found in {binaries.bin_dir}")
+    cluster = Cluster(binaries, size=size, tls=tls, **kwargs)
+    try:
+        yield cluster.start()
+    finally:
+        cluster.stop()
+
+
 @pytest.fixture
 def etcd_cluster_factory():
     """Start clusters on demand: factory(version='3.5', size=3, tls=None); all killed afterwards."""
-    clusters = []
+    with contextlib.ExitStack() as clusters:
 
-    def factory(version="3.5", size=3, tls=None, **kwargs):
-        binaries = VERSIONS[version]
-        if not binaries.available():
-            pytest.skip(f"etcd {version} binaries not found in {binaries.bin_dir}")
-        cluster = Cluster(binaries, size=size, tls=tls, **kwargs)
-        clusters.append(cluster)
-        cluster.start()
-        return cluster
+        def factory(version="3.5", size=3, tls=None, **kwargs):
+            return clusters.enter_context(running_cluster(version, size, tls, **kwargs))
 
-    yield factory
-    for cluster in clusters:
-        cluster.stop()
+        yield factory
 
 
 @pytest.fixture(scope="module")
@@ -407,6 +371,19 @@ ANSIBLE_ENV = {
     "ANSIBLE_CALLBACKS_ENABLED": "ansible.posix.json",
     "ANSIBLE_NOCOLOR": "1",
 }
+
+
+def run_playbook(playbook, *args, env=None):
+    """ansible-playbook `playbook` (a path from the repository's root, or absolute) with `args`, run from the
+    repository's root (its ansible.cfg), its output captured; the finished process, whatever its exit code."""
+    return subprocess.run(
+        [str(ROOT / ".venv/bin/ansible-playbook"), str(playbook), *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def run_ansible_module(module, args, *options):

@@ -19,27 +19,19 @@ import pytest
 from ansible.module_utils.etcd_client import EtcdClient
 from ansible.module_utils.etcd_codec import id_to_hex
 from ansible.module_utils.etcd_errors import EtcdError
-from etcd_fixtures import VERSIONS, Cluster, free_ports, run_module, tls_files  # noqa: F401 - fixture
+from etcd_fixtures import free_ports, run_module, running_cluster, tls_files  # noqa: F401 - fixture
 
 
 @pytest.fixture(scope="module")
 def tls_cluster(tls_files):  # noqa: F811
-    cluster = Cluster(VERSIONS["3.5"], size=1, tls=tls_files)
-    try:
-        cluster.start()
+    with running_cluster("3.5", size=1, tls=tls_files) as cluster:
         yield cluster
-    finally:
-        cluster.stop()
 
 
 @pytest.fixture(scope="module")
 def plain_cluster():
-    cluster = Cluster(VERSIONS["3.4"], size=1)
-    try:
-        cluster.start()
+    with running_cluster("3.4", size=1) as cluster:
         yield cluster
-    finally:
-        cluster.stop()
 
 
 @pytest.fixture(scope="module")
@@ -124,12 +116,7 @@ def test_snapshot_from_non_etcd_fails_and_writes_nothing(http_server, tmp_path):
 
 
 def test_tls_with_the_right_ca_and_client_cert(tls_cluster, tls_files):  # noqa: F811
-    result = probe(
-        tls_cluster.endpoints[0],
-        ca_cert=tls_files.ca,
-        client_cert=tls_files.client_cert,
-        client_key=tls_files.client_key,
-    )
+    result = probe(tls_cluster.endpoints[0], **tls_files.options())
     (endpoint,) = result["endpoints"]
     assert endpoint["reachable"] is True and endpoint["name"] == "etcd-0", endpoint["error"]
     assert result["split_brain"] is False
@@ -137,7 +124,7 @@ def test_tls_with_the_right_ca_and_client_cert(tls_cluster, tls_files):  # noqa:
 
 @pytest.mark.parametrize("transport", ["grpc", "gateway"])
 def test_tls_snapshot_save(tls_cluster, tls_files, tmp_path, transport):  # noqa: F811
-    tls = {"ca_cert": tls_files.ca, "client_cert": tls_files.client_cert, "client_key": tls_files.client_key}
+    tls = tls_files.options()
     target = tmp_path / "tls.db"
     args = {
         "operation": "save",
@@ -186,20 +173,13 @@ def test_tls_without_client_certificate(tls_cluster, tls_files):  # noqa: F811
 
 
 def test_tls_key_does_not_match_certificate(tls_cluster, tls_files):  # noqa: F811
-    result = probe(
-        tls_cluster.endpoints[0],
-        ca_cert=tls_files.ca,
-        client_cert=tls_files.client_cert,
-        client_key=tls_files.server_key,
-    )
+    result = probe(tls_cluster.endpoints[0], **tls_files.options(client_key=tls_files.server_key))
     assert result["failed"] and "the key does not match the certificate" in result["msg"]
 
 
 @pytest.mark.parametrize("missing", ["ca_cert", "client_cert", "client_key"])
 def test_tls_missing_files(tls_cluster, tls_files, missing):  # noqa: F811
-    tls = {"ca_cert": tls_files.ca, "client_cert": tls_files.client_cert, "client_key": tls_files.client_key}
-    tls[missing] = "/nonexistent/file.pem"
-    result = probe(tls_cluster.endpoints[0], **tls)
+    result = probe(tls_cluster.endpoints[0], **tls_files.options(**{missing: "/nonexistent/file.pem"}))
     assert result["failed"] and "'/nonexistent/file.pem' does not exist" in result["msg"]
 
 

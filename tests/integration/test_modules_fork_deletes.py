@@ -25,6 +25,29 @@ def wait_applied(cluster, member, revision, timeout=10.0):
         time.sleep(0.1)
 
 
+def fork_that_deletes_and_leases(cluster):
+    """/app/k0../app/k4 written and applied on etcd-2, then etcd-2 forked; the fork deletes /app/k1 (the
+    majority keeps it) and puts /app/lock with a lease of its own. Returns the forked member, the last
+    revision both sides share, and the lease's id."""
+    cluster.put_keys()
+    with cluster.client(cluster.members[0]) as c:
+        shared = int(c.status().data["header"]["revision"])
+    assert wait_applied(cluster, cluster.member("etcd-2"), shared) == shared
+    forked = cluster.fork("etcd-2")
+    with cluster.client(forked) as c:
+        c.call("/v3/kv/deleterange", {"key": b64("/app/k1")})
+        lease = c.call("/v3/lease/grant", {"TTL": "300"}).data["ID"]
+        c.call("/v3/kv/put", {"key": b64("/app/lock"), "value": b64("fork-holder"), "lease": lease})
+    return forked, shared, lease
+
+
+def reconcile(operation, check_mode=False, **args):
+    """etcd_reconcile's `operation` with `args`, which must not fail; its result."""
+    result = run_module(etcd_reconcile, {"operation": operation, **args}, check_mode=check_mode)
+    assert result.get("failed") is not True, result.get("msg")
+    return result
+
+
 def value_of(cluster, member, key):
     with cluster.client(member) as c:
         kvs = c.range(key.encode()).data.get("kvs") or []
@@ -39,18 +62,8 @@ def test_fork_delete_and_leased_fork_key_are_reported_and_not_written(
 ):
     cluster = etcd_cluster_factory(version, size=3)
     first, second = cluster.members[0], cluster.members[1]
-    for i in range(5):
-        cluster.put(first, f"/app/k{i}", f"v{i}")
-    with cluster.client(first) as c:
-        shared = int(c.status().data["header"]["revision"])
-    assert wait_applied(cluster, cluster.member("etcd-2"), shared) == shared
-    forked = cluster.fork("etcd-2")
-
-    with cluster.client(forked) as c:
-        c.call("/v3/kv/deleterange", {"key": b64("/app/k1")})  # the majority keeps /app/k1
-        lease = c.call("/v3/lease/grant", {"TTL": "300"}).data["ID"]
-        c.call("/v3/kv/put", {"key": b64("/app/lock"), "value": b64("fork-holder"), "lease": lease})
-        c.call("/v3/kv/put", {"key": b64("/app/only-fork"), "value": b64("f")})
+    forked, shared, lease = fork_that_deletes_and_leases(cluster)
+    cluster.put(forked, "/app/only-fork", "f")
     cluster.put(first, "/app/k2", "majority-value")
     with cluster.client(first) as c:
         c.call("/v3/kv/deleterange", {"key": b64("/app/k3")})  # the fork keeps /app/k3
@@ -76,16 +89,8 @@ def test_fork_delete_and_leased_fork_key_are_reported_and_not_written(
     assert lock["lease"] == format(int(lease), "x")
 
     conflicts = tmp_path / "conflicts.json"
-    report = run_module(
-        etcd_reconcile,
-        {
-            "operation": "report",
-            "diffs": [{"member": "etcd-2", "diff": str(diff_path)}],
-            "path": str(conflicts),
-            "summary_path": str(tmp_path / "conflicts.txt"),
-        },
-    )
-    assert report.get("failed") is not True, report.get("msg")
+    diffs = [{"member": "etcd-2", "diff": str(diff_path)}]
+    reconcile("report", diffs=diffs, path=str(conflicts), summary_path=str(tmp_path / "conflicts.txt"))
     (fork,) = json.loads(conflicts.read_text())["forks"]
     assert [(d["key"], d["value"]) for d in fork["deleted_on_fork"]] == [("/app/k1", "v1")]
     assert [e["key"] for e in fork["leased_only_on_fork"]] == ["/app/lock"]
@@ -94,18 +99,13 @@ def test_fork_delete_and_leased_fork_key_are_reported_and_not_written(
     text = (tmp_path / "conflicts.txt").read_text()
     assert "/app/k1: deleted on the fork" in text and "/app/lock = 'fork-holder'" in text
 
-    replay_args = {
-        "operation": "replay",
-        "endpoints": [first.client_url, second.client_url],
-        "path": str(conflicts),
-    }
+    replay_args = {"endpoints": [first.client_url, second.client_url], "path": str(conflicts)}
     marker = "/recovery/quarantine/etcd-2/deleted/app/k1"
-    checked = run_module(etcd_reconcile, replay_args, check_mode=True)
+    checked = reconcile("replay", check_mode=True, **replay_args)
     assert checked["changed"] and [m["marker_key"] for m in checked["marked"]] == [marker]
     assert value_of(cluster, first, marker) is None  # check mode wrote nothing
 
-    done = run_module(etcd_reconcile, replay_args)
-    assert done.get("failed") is not True, done.get("msg")
+    done = reconcile("replay", **replay_args)
     assert [r["key"] for r in done["replayed"]] == ["/app/only-fork"]
     assert [r["key"] for r in done["leased"]] == ["/app/lock"]
     assert '"value": "djE="' in value_of(cluster, first, "/app/k1")  # the majority's v1 stays
@@ -115,7 +115,7 @@ def test_fork_delete_and_leased_fork_key_are_reported_and_not_written(
     assert value_of(cluster, first, "/app/k3") is None  # not brought back...
     assert "djM=" in value_of(cluster, first, "/recovery/quarantine/etcd-2/app/k3")  # ...kept aside (v3)
 
-    again = run_module(etcd_reconcile, replay_args)
+    again = reconcile("replay", **replay_args)
     assert again["changed"] is False and not again["marked"] and not again["replayed"]
 
 
@@ -127,53 +127,26 @@ def test_the_export_keeps_enough_history_to_find_the_fork_deletes_after_the_fork
 ):
     cluster = etcd_cluster_factory(version, size=3)
     first = cluster.members[0]
-    for i in range(5):
-        cluster.put(first, f"/app/k{i}", f"v{i}")
-    with cluster.client(first) as c:
-        shared = int(c.status().data["header"]["revision"])
-    assert wait_applied(cluster, cluster.member("etcd-2"), shared) == shared
-    forked = cluster.fork("etcd-2")
-    with cluster.client(forked) as c:
-        c.call("/v3/kv/deleterange", {"key": b64("/app/k1")})
-        lease = c.call("/v3/lease/grant", {"TTL": "300"}).data["ID"]
-        c.call("/v3/kv/put", {"key": b64("/app/lock"), "value": b64("fork-holder"), "lease": lease})
+    forked, shared, _lease = fork_that_deletes_and_leases(cluster)
     with cluster.client(first) as c:
         c.call("/v3/kv/deleterange", {"key": b64("/app/k3")})
     cluster.put(first, "/app/k4", "majority-value")
 
     export = tmp_path / "export-etcd-2.json"
-    exported = run_module(
-        etcd_reconcile, {"operation": "export", "endpoints": [forked.client_url], "path": str(export)}
-    )
-    assert exported.get("failed") is not True, exported.get("msg")
+    exported = reconcile("export", endpoints=[forked.client_url], path=str(export))
     recorded = json.loads(export.read_text())["history"]
     assert recorded["start_revision"] == 1 and len(recorded["digests"]) == exported["revision"]
     cluster.stop_member(forked)  # from now on only the export knows the fork
 
     diff_path = tmp_path / "diff-etcd-2.json"
-    made = run_module(
-        etcd_reconcile,
-        {
-            "operation": "diff",
-            "export_path": str(export),
-            "path": str(diff_path),
-            "endpoints": [first.client_url],
-        },
-    )
-    assert made.get("failed") is not True, made.get("msg")
+    reconcile("diff", export_path=str(export), path=str(diff_path), endpoints=[first.client_url])
     history = json.loads(diff_path.read_text())["history"]
     assert history["fork_revision"] == shared
     assert [(d["key"], d["delete_revision"]) for d in history["deleted_right"]] == [("/app/k1", shared + 1)]
     assert [d["key"] for d in history["deleted_left"]] == ["/app/k3"]
 
-    report = run_module(
-        etcd_reconcile,
-        {
-            "operation": "report",
-            "diffs": [{"member": "etcd-2", "diff": str(diff_path)}],
-            "path": str(tmp_path / "conflicts.json"),
-        },
-    )
+    diffs = [{"member": "etcd-2", "diff": str(diff_path)}]
+    report = reconcile("report", diffs=diffs, path=str(tmp_path / "conflicts.json"))
     (counts,) = report["forks"]
     assert counts["deletes_checked"] is True and counts["deleted_on_fork"] == 1
     assert counts["leased_only_on_fork"] == 1 and counts["deleted_on_authoritative"] == 1

@@ -8,17 +8,15 @@ import shutil
 
 import etcd_snapshot
 import pytest
-from etcd_fixtures import VERSIONS, Cluster, Member, free_ports, run_ansible_module, run_module
+from etcd_fixtures import Cluster, Member, free_ports, run_ansible_module, run_module, running_cluster
 
 
 @pytest.fixture(scope="module", params=["3.4", "3.5"])
 def saved(request, tmp_path_factory):
     """A one-member cluster with 50 keys and a snapshot saved from it by the module."""
     version = request.param
-    cluster = Cluster(VERSIONS[version], size=1)
     directory = tmp_path_factory.mktemp(f"snap{version}")
-    try:
-        cluster.start()
+    with running_cluster(version, size=1) as cluster:
         for i in range(50):
             cluster.put(cluster.members[0], f"/app/k{i:02d}", f"value-{i}")
         cluster.put(cluster.members[0], "/app/k00", "overwritten")  # 51 revisions of 50 live keys
@@ -33,8 +31,6 @@ def saved(request, tmp_path_factory):
             },
         )
         yield version, cluster, path, result
-    finally:
-        cluster.stop()
 
 
 def test_save(saved):

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import json
-import subprocess
 import time
 
 import etcd_endpoint_status
 import pytest
-from etcd_fixtures import ANSIBLE_ENV, ROOT, etcd_cluster_factory, run_ansible_module, run_module  # noqa: F401 - fixture
+from etcd_fixtures import ANSIBLE_ENV, etcd_cluster_factory, run_ansible_module, run_module, run_playbook  # noqa: F401 - fixture
 
 
 def status(cluster, **extra):
@@ -18,8 +17,7 @@ def status(cluster, **extra):
 @pytest.mark.parametrize("version", ["3.4", "3.5"])
 def test_healthy_then_fork_then_member_down(etcd_cluster_factory, version):  # noqa: F811
     cluster = etcd_cluster_factory(version, size=3)
-    for i in range(5):
-        cluster.put(cluster.members[0], f"/app/k{i}", f"v{i}")
+    cluster.put_keys()
 
     healthy = status(cluster)
     assert not healthy.get("failed"), healthy
@@ -88,35 +86,23 @@ def write_lab_json(directory, cluster):
     (directory / "lab.json").write_text(json.dumps(lab))
 
 
-def run_playbook(state_dir):
+def run_status(state_dir):
     # The lab's own screen output (lab_steps: the report as plain text), as ./lab status -- ... prints it.
     env = {**ANSIBLE_ENV, "ANSIBLE_STDOUT_CALLBACK": "lab_steps"}
-    return subprocess.run(
-        [
-            str(ROOT / ".venv/bin/ansible-playbook"),
-            "playbooks/status.yml",
-            "-e",
-            f"lab_state_dir={state_dir}",
-        ],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    return run_playbook("playbooks/status.yml", "-e", f"lab_state_dir={state_dir}", env=env)
 
 
 def test_status_playbook_on_split_cluster_with_a_member_down(etcd_cluster_factory, tmp_path):  # noqa: F811
     cluster = etcd_cluster_factory("3.4", size=3)
     write_lab_json(tmp_path, cluster)
-    healthy = run_playbook(tmp_path)
+    healthy = run_status(tmp_path)
     assert healthy.returncode == 0, healthy.stdout + healthy.stderr
     assert "No split-brain: all 3 reachable members agree" in healthy.stdout
     assert "View 2" not in healthy.stdout
 
     cluster.fork("etcd-2")
     cluster.put(cluster.member("etcd-2"), "/app/x", "fork")
-    split = run_playbook(tmp_path)
+    split = run_status(tmp_path)
     assert split.returncode == 0, split.stdout + split.stderr
     assert "View 1 [authoritative]" in split.stdout and "View 2" in split.stdout
     assert "MEMBER  ID" in split.stdout and "CLOCK" in split.stdout
@@ -124,13 +110,13 @@ def test_status_playbook_on_split_cluster_with_a_member_down(etcd_cluster_factor
     assert "unreachable=0" in split.stdout and "failed=0" in split.stdout
 
     cluster.stop_member(cluster.member("etcd-0"))
-    down = run_playbook(tmp_path)
+    down = run_status(tmp_path)
     assert down.returncode == 0, down.stdout + down.stderr
     assert "Unreachable:" in down.stdout and "connection refused" in down.stdout
 
 
 def test_status_playbook_without_a_lab(tmp_path):
-    proc = run_playbook(tmp_path / "nothing-here")
+    proc = run_status(tmp_path / "nothing-here")
     assert proc.returncode != 0
     assert "The lab is not set up" in proc.stdout + proc.stderr
     assert "Traceback" not in proc.stdout + proc.stderr

@@ -6,8 +6,6 @@ from __future__ import annotations
 import importlib.util
 import json
 import re
-import subprocess
-import sys
 import time
 import urllib.request
 from pathlib import Path
@@ -16,7 +14,7 @@ import etcd_force_guard
 import etcd_snapshot
 import pytest
 import yaml
-from etcd_fixtures import etcd_cluster_factory, run_module  # noqa: F401 - fixture
+from etcd_fixtures import etcd_cluster_factory, run_module, run_playbook  # noqa: F401 - fixture
 
 ROOT = Path(__file__).resolve().parents[2]
 RULES = ROOT / "roles/safeguards/files/prometheus/etcd-alerts.yml"
@@ -174,18 +172,7 @@ def run_check(cluster, tmp_path):
     plan = {"members": [{"name": m.name, "client_url": m.client_url} for m in cluster.members]}
     (tmp_path / "play.yml").write_text(CHECK_PLAY)
     (tmp_path / "vars.json").write_text(json.dumps({"lab_plan": plan, "lab_state_dir": str(tmp_path)}))
-    return subprocess.run(
-        [
-            str(Path(sys.executable).parent / "ansible-playbook"),
-            str(tmp_path / "play.yml"),
-            "-e",
-            f"@{tmp_path / 'vars.json'}",
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    return run_playbook(tmp_path / "play.yml", "-e", f"@{tmp_path / 'vars.json'}")
 
 
 def test_safeguards_refuse_an_even_cluster(etcd_cluster_factory, tmp_path):  # noqa: F811

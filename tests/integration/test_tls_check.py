@@ -5,27 +5,17 @@ from __future__ import annotations
 
 import lab_tls_check
 import pytest
-from etcd_fixtures import VERSIONS, Cluster, tls_files  # noqa: F401 - fixture
+from etcd_fixtures import running_cluster, tls_files  # noqa: F401 - fixture
 
 
 @pytest.fixture(scope="module")
 def tls_cluster(tls_files):  # noqa: F811
-    cluster = Cluster(VERSIONS["3.5"], size=1, tls=tls_files)
-    if not cluster.binaries.available:
-        pytest.skip("etcd 3.5 binaries are not installed")
-    cluster.start()
-    yield cluster
-    cluster.stop()
+    with running_cluster("3.5", size=1, tls=tls_files) as cluster:
+        yield cluster
 
 
 def params(urls, files):
-    return {
-        "urls": urls,
-        "ca_cert": files.ca,
-        "client_cert": files.client_cert,
-        "client_key": files.client_key,
-        "timeout": 3.0,
-    }
+    return {"urls": urls, **files.options(), "timeout": 3.0}
 
 
 def test_a_member_with_client_cert_auth_passes_every_check(tls_cluster, tls_files):  # noqa: F811
@@ -43,16 +33,10 @@ def test_a_member_with_client_cert_auth_passes_every_check(tls_cluster, tls_file
 
 
 def test_a_port_that_answers_everyone_fails(tls_files):  # noqa: F811
-    cluster = Cluster(VERSIONS["3.5"], size=1, tls=None)
-    if not cluster.binaries.available:
-        pytest.skip("etcd 3.5 binaries are not installed")
-    cluster.start()
-    try:
+    with running_cluster("3.5", size=1) as cluster:
         # The plain member's port given as https: the control fails (no TLS there), plain HTTP is answered.
         url = cluster.endpoints[0].replace("http://", "https://")
         result = lab_tls_check.run(params([url], tls_files))
-    finally:
-        cluster.stop()
     assert not result["ok"]
     by_way = {c["way"]: c for c in result["checks"]}
     assert not by_way["answers the lab's client certificate"]["ok"]

@@ -9,7 +9,7 @@ import email.utils
 
 import pytest
 from ansible.module_utils import etcd_client as ec
-from ansible.module_utils import etcd_codec, etcd_diagnosis, etcd_tls
+from ansible.module_utils import etcd_codec, etcd_diagnosis, etcd_tls, lab_pki_core
 from ansible.module_utils.etcd_errors import EtcdError
 
 GOOD_URLS = [
@@ -276,31 +276,13 @@ def test_grpc_refuses_to_skip_certificate_verification():
 
 
 def _self_signed(tmp_path, name, not_before, not_after):
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now + not_before)
-        .not_valid_after(now + not_after)
-        .sign(key, hashes.SHA256())
-    )
+    """A certificate of the lab's PKI signed by its own key, valid from now + not_before to now + not_after;
+    the paths of its certificate and key files."""
+    now = lab_pki_core.now()
+    cert, key = lab_pki_core.make_self_signed(name, now + not_before, now + not_after)
     cert_path, key_path = tmp_path / f"{name}.crt", tmp_path / f"{name}.key"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
-    )
+    cert_path.write_bytes(lab_pki_core.pem(cert))
+    key_path.write_bytes(lab_pki_core.key_pem(key))
     return str(cert_path), str(key_path)
 
 

@@ -68,43 +68,92 @@ def test_unsettled_leader_says_why(via, leader, read_ok, why):
     assert got is not None and why in got
 
 
-def test_removal_applied_late():
-    before = after = mod.raft_view(STATUS_LEADER)
-    verdict, sentence = mod.decide_remove(
-        target(), before, before, after, members("etcd-0", "etcd-1"), TIMEOUT
+ALL_THREE = ("etcd-0", "etcd-1", "etcd-3")
+# etcd-3 led at term 3 when its removal was proposed.
+STATUS_ETCD3_LEADS = dict(STATUS_LEADER, leader="7204070240172478498")
+# etcd-1 had no leader when the reply was due; 3.5 with pre-vote keeps the term.
+STATUS_NO_LEADER_TERM_3 = dict(STATUS_NO_LEADER, raftTerm="3")
+
+
+@pytest.mark.parametrize(
+    ("before", "at_timeout", "after", "still", "verdict", "says"),
+    [
+        pytest.param(
+            STATUS_LEADER,
+            STATUS_LEADER,
+            STATUS_LEADER,
+            ("etcd-0", "etcd-1"),
+            "applied",
+            ["was applied late: the member list no longer has it (leader etcd-0 at term 3)."],
+            id="applied-late",
+        ),
+        pytest.param(
+            STATUS_LEADER,
+            STATUS_NEW_LEADER,
+            STATUS_NEW_LEADER,
+            ALL_THREE,
+            "dropped",
+            [
+                "was dropped: the member list still has it",
+                "the leader changed from etcd-0 at term 3 to etcd-1 at term 9 while it was pending",
+            ],
+            id="dropped-during-a-leader-change",
+        ),
+        pytest.param(
+            STATUS_LEADER,
+            STATUS_LEADER,
+            STATUS_LEADER,
+            ALL_THREE,
+            "dropped",
+            ["no leader change (leader etcd-0 at term 3)", "another one unapplied"],
+            id="dropped-without-a-leader-change",
+        ),
+        pytest.param(
+            STATUS_ETCD3_LEADS,
+            STATUS_NEW_LEADER,
+            STATUS_NEW_LEADER,
+            ALL_THREE,
+            "dropped",
+            ["etcd-3 was itself the leader"],
+            id="of-the-leader-itself",
+        ),
+        pytest.param(
+            STATUS_LEADER,
+            STATUS_NO_LEADER_TERM_3,
+            STATUS_LEADER,
+            ALL_THREE,
+            "dropped",
+            ["etcd-1 had no leader at term 3 when the reply was due", "etcd-0 at term 3 leads again"],
+            id="through-a-member-without-a-leader",
+        ),
+        pytest.param(
+            STATUS_LEADER,
+            None,
+            STATUS_NEW_LEADER,
+            ALL_THREE,
+            "dropped",
+            ["did not answer when the reply was due (leader now etcd-1 at term 9)"],
+            id="through-a-member-that-stopped-answering",
+        ),
+    ],
+)
+def test_a_removal_without_a_reply_is_judged_applied_or_dropped_and_why(
+    before, at_timeout, after, still, verdict, says
+):
+    """The raft views before the removal, when its reply was due (None: the member did not answer) and
+    after, and the members the list still has: the verdict, and the sentence that explains it."""
+    got, sentence = mod.decide_remove(
+        target(),
+        mod.raft_view(before),
+        at_timeout and mod.raft_view(at_timeout),
+        mod.raft_view(after),
+        members(*still),
+        TIMEOUT,
     )
-    assert verdict == "applied"
-    assert sentence.startswith(f"The removal of etcd-3 (id {ETCD3}) got no reply (")
-    assert "was applied late: the member list no longer has it (leader etcd-0 at term 3)." in sentence
-
-
-def test_removal_dropped_during_a_leader_change():
-    before, after = mod.raft_view(STATUS_LEADER), mod.raft_view(STATUS_NEW_LEADER)
-    verdict, sentence = mod.decide_remove(
-        target(), before, after, after, members("etcd-0", "etcd-1", "etcd-3"), TIMEOUT
-    )
-    assert verdict == "dropped"
-    assert "was dropped: the member list still has it" in sentence
-    assert "the leader changed from etcd-0 at term 3 to etcd-1 at term 9 while it was pending" in sentence
-
-
-def test_removal_dropped_without_a_leader_change():
-    before = after = mod.raft_view(STATUS_LEADER)
-    verdict, sentence = mod.decide_remove(
-        target(), before, before, after, members("etcd-0", "etcd-1", "etcd-3"), TIMEOUT
-    )
-    assert verdict == "dropped"
-    assert "no leader change (leader etcd-0 at term 3)" in sentence
-    assert "another one unapplied" in sentence
-
-
-def test_removal_of_the_leader_itself_is_named():
-    leader3 = dict(STATUS_LEADER, leader="7204070240172478498")
-    before, after = mod.raft_view(leader3), mod.raft_view(STATUS_NEW_LEADER)
-    _verdict, sentence = mod.decide_remove(
-        target(), before, after, after, members("etcd-0", "etcd-1", "etcd-3"), TIMEOUT
-    )
-    assert "etcd-3 was itself the leader" in sentence
+    assert got == verdict
+    assert sentence.startswith(f"The removal of etcd-3 (id {ETCD3}) got no reply ("), sentence
+    for part in says:
+        assert part in sentence
 
 
 @pytest.mark.parametrize(
@@ -217,23 +266,3 @@ def test_remove_member_does_not_retry_a_refusal(monkeypatch):
     with pytest.raises(EtcdError, match="unhealthy cluster"):
         mod.remove_member(PARAMS, "http://e0", members("etcd-0", "etcd-1", "etcd-3"), target())
     assert fake.proposed == 1
-
-
-def test_removal_through_a_member_without_a_leader():
-    # 3.5 with pre-vote: the term stays, the same leader leads again; the follower had no leader meanwhile.
-    before = after = mod.raft_view(STATUS_LEADER)
-    at_timeout = mod.raft_view(dict(STATUS_NO_LEADER, raftTerm="3"))
-    verdict, sentence = mod.decide_remove(
-        target(), before, at_timeout, after, members("etcd-0", "etcd-1", "etcd-3"), TIMEOUT
-    )
-    assert verdict == "dropped"
-    assert "etcd-1 had no leader at term 3 when the reply was due" in sentence
-    assert "etcd-0 at term 3 leads again" in sentence
-
-
-def test_removal_through_a_member_that_stopped_answering():
-    before, after = mod.raft_view(STATUS_LEADER), mod.raft_view(STATUS_NEW_LEADER)
-    _verdict, sentence = mod.decide_remove(
-        target(), before, None, after, members("etcd-0", "etcd-1", "etcd-3"), TIMEOUT
-    )
-    assert "did not answer when the reply was due (leader now etcd-1 at term 9)" in sentence

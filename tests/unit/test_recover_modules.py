@@ -9,6 +9,8 @@ import json
 import etcd_consistency
 import etcd_reconcile
 
+QUARANTINE = "/recovery/quarantine/"
+
 
 def test_quarantine_key_keeps_the_member_and_the_key():
     assert etcd_reconcile.quarantine_key("/recovery/quarantine/", "etcd-2", "/lab/k") == (
@@ -38,13 +40,7 @@ def diff_file(tmp_path):
 
 
 def test_report_lists_fork_only_keys_and_both_values_of_conflicts(tmp_path):
-    params = {
-        "diffs": [{"member": "etcd-2", "diff": str(diff_file(tmp_path))}],
-        "path": str(tmp_path / "conflicts.json"),
-        "summary_path": str(tmp_path / "conflicts.txt"),
-        "policy": "quarantine",
-        "quarantine_prefix": "/recovery/quarantine/",
-    }
+    params = report_params(tmp_path, diff_file)
     result = etcd_reconcile.report(params, check_mode=False)
     assert result["changed"]
     assert result["forks"] == [
@@ -71,6 +67,40 @@ def test_report_lists_fork_only_keys_and_both_values_of_conflicts(tmp_path):
     assert not etcd_reconcile.report(params, check_mode=False)["changed"]
 
 
+def write_ledger(tmp_path, entries, name="etcd-2.jsonl"):
+    """A writer's ledger in tmp_path, one JSON line an entry (the audit reads every *.jsonl there)."""
+    (tmp_path / name).write_text("".join(json.dumps(e) + "\n" for e in entries))
+
+
+def write_report(tmp_path, doc):
+    """A conflict report in tmp_path; returns its path."""
+    report = tmp_path / "conflicts.json"
+    report.write_text(json.dumps(doc))
+    return report
+
+
+def audit_params(tmp_path, monkeypatch, cluster, forked=None, report=None):
+    """The audit's params for the ledgers in tmp_path, with `cluster` as what it reads of the cluster."""
+    monkeypatch.setattr(etcd_consistency, "read_cluster", lambda params, endpoint: cluster)
+    return {
+        "ledger_dir": str(tmp_path),
+        "quarantine_prefix": QUARANTINE,
+        "report_path": str(report) if report else None,
+        "forked_endpoints": [forked] if forked else [],
+    }
+
+
+def put(endpoint, key, value, revision, **extra):
+    """A writer's acknowledged put, as its ledger line holds it."""
+    return {"endpoint": endpoint, "op": "put", "key": key, "value": value, "revision": revision, **extra}
+
+
+def delete(endpoint, key, revision, **extra):
+    """A writer's acknowledged delete of one key, as its ledger line holds it."""
+    line = {"endpoint": endpoint, "op": "delete", "key": key, "value": None, "revision": revision}
+    return {**line, "deleted": 1, **extra}
+
+
 def test_ledger_audit_counts_present_superseded_quarantined_and_missing(tmp_path, monkeypatch):
     fork, main = "http://f:2379", "http://a:2379"
     ledger = [
@@ -84,7 +114,7 @@ def test_ledger_audit_counts_present_superseded_quarantined_and_missing(tmp_path
         {"endpoint": fork, "key": "/k0", "value": "f#4", "revision": 8},
         {"endpoint": fork, "key": "/k1", "value": "f#5", "revision": 9},
     ]
-    (tmp_path / "etcd-x.jsonl").write_text("".join(json.dumps(e) + "\n" for e in ledger))
+    write_ledger(tmp_path, ledger)
     cluster = {
         "/w/f/1": ("f#1", 5),
         "/k0": ("a#2", 12),
@@ -92,21 +122,14 @@ def test_ledger_audit_counts_present_superseded_quarantined_and_missing(tmp_path
         "/w/f/3": ("f#3", 20),
         "/recovery/quarantine/etcd-2/k0": ("f#4", 21),
     }
-    monkeypatch.setattr(etcd_consistency, "read_cluster", lambda params, endpoint: cluster)
-    params = {
-        "ledger_dir": str(tmp_path),
-        "quarantine_prefix": "/recovery/quarantine/",
-        "report_path": None,
-        "forked_endpoints": [fork],
-    }
+    params = audit_params(tmp_path, monkeypatch, cluster, fork)
     check, counts, missing = etcd_consistency.audit(params, main)
     assert not check["ok"]
     assert counts["present"] == 3 and counts["superseded"] == 1 and counts["quarantined"] == 1
     # The fork's k1 was overwritten on the majority's side at a higher revision of another history: that
     # does not supersede it, so it is missing unless a report lists it.
     assert [m["value"] for m in missing] == ["f#5"]
-    report = tmp_path / "conflicts.json"
-    report.write_text(json.dumps({"forks": [], "lost": [{"key": "/k1", "value": "f#5"}]}))
+    report = write_report(tmp_path, {"forks": [], "lost": [{"key": "/k1", "value": "f#5"}]})
     params["report_path"] = str(report)
     check, counts, missing = etcd_consistency.audit(params, main)
     assert check["ok"] and counts["listed"] == 1 and not missing
@@ -165,13 +188,14 @@ def history_diff_file(tmp_path):
     return path
 
 
-def report_params(tmp_path, policy="quarantine"):
+def report_params(tmp_path, diff=history_diff_file):
+    """The report's params for etcd-2's diff, written in tmp_path by `diff`; the report goes there too."""
     return {
-        "diffs": [{"member": "etcd-2", "diff": str(history_diff_file(tmp_path))}],
+        "diffs": [{"member": "etcd-2", "diff": str(diff(tmp_path))}],
         "path": str(tmp_path / "conflicts.json"),
         "summary_path": str(tmp_path / "conflicts.txt"),
-        "policy": policy,
-        "quarantine_prefix": "/recovery/quarantine/",
+        "policy": "quarantine",
+        "quarantine_prefix": QUARANTINE,
     }
 
 
@@ -269,50 +293,20 @@ def test_ledger_audit_of_deletes_and_leased_puts(tmp_path, monkeypatch):
     fork, main = "http://f:2379", "http://a:2379"
     ledger = [
         {"endpoint": fork, "key": "/w/f/1", "value": "f#1", "revision": 5},  # no "op": an older line, a put
-        {"endpoint": main, "op": "delete", "key": "/k0", "value": None, "revision": 10, "deleted": 1},
-        {"endpoint": main, "op": "delete", "key": "/k2", "value": None, "revision": 11, "deleted": 1},
-        {"endpoint": main, "op": "put", "key": "/k2", "value": "a#3", "revision": 14},  # recreated later
-        {
-            "endpoint": main,
-            "op": "put",
-            "key": "/l/a",
-            "value": "a#L",
-            "revision": 12,
-            "lease": "a1",
-            "lease_ttl": 12,
-        },  # its lease expired: etcd removed the key
-        {
-            "endpoint": main,
-            "op": "put",
-            "key": "/l/b",
-            "value": "a#M",
-            "revision": 13,
-            "lease": "b2",
-            "lease_ttl": 12,
-        },  # lease alive, key gone: lost
+        delete(main, "/k0", 10),
+        delete(main, "/k2", 11),
+        put(main, "/k2", "a#3", 14),  # recreated later
+        put(main, "/l/a", "a#L", 12, lease="a1", lease_ttl=12),  # its lease expired: etcd removed the key
+        put(main, "/l/b", "a#M", 13, lease="b2", lease_ttl=12),  # lease alive, key gone: lost
         # fork after the split: deletes /k1 (the cluster holds it), and /k3 (nobody lists it)
-        {"endpoint": fork, "op": "delete", "key": "/k1", "value": None, "revision": 7, "deleted": 1},
-        {"endpoint": fork, "op": "delete", "key": "/k3", "value": None, "revision": 8, "deleted": 1},
-        {
-            "endpoint": fork,
-            "op": "put",
-            "key": "/l/f",
-            "value": "f#L",
-            "revision": 9,
-            "lease": "f3",
-            "lease_ttl": 12,
-        },
+        delete(fork, "/k1", 7),
+        delete(fork, "/k3", 8),
+        put(fork, "/l/f", "f#L", 9, lease="f3", lease_ttl=12),
     ]
-    (tmp_path / "etcd-x.jsonl").write_text("".join(json.dumps(e) + "\n" for e in ledger))
+    write_ledger(tmp_path, ledger)
     cluster = {"/w/f/1": ("f#1", 5), "/k1": ("a#9", 13), "/k2": ("a#3", 14), "/k3": ("a#7", 6)}
-    monkeypatch.setattr(etcd_consistency, "read_cluster", lambda params, endpoint: cluster)
     monkeypatch.setattr(etcd_consistency, "live_leases", lambda params, endpoint: {"b2", "f3"})
-    params = {
-        "ledger_dir": str(tmp_path),
-        "quarantine_prefix": "/recovery/quarantine/",
-        "report_path": None,
-        "forked_endpoints": [fork],
-    }
+    params = audit_params(tmp_path, monkeypatch, cluster, fork)
     check, counts, missing = etcd_consistency.audit(params, main)
     assert not check["ok"]
     assert counts["deleted"] == 1 and counts["expired"] == 1 and counts["present"] == 2
@@ -323,19 +317,8 @@ def test_ledger_audit_of_deletes_and_leased_puts(tmp_path, monkeypatch):
         ("put", "/l/b"),
         ("put", "/l/f"),
     ]
-    report = tmp_path / "conflicts.json"
-    report.write_text(
-        json.dumps(
-            {
-                "forks": [
-                    {
-                        "deleted_on_fork": [{"key": "/k1"}],
-                        "leased_only_on_fork": [{"key": "/l/f", "value": "f#L"}],
-                    }
-                ]
-            }
-        )
-    )
+    listed = {"deleted_on_fork": [{"key": "/k1"}], "leased_only_on_fork": [{"key": "/l/f", "value": "f#L"}]}
+    report = write_report(tmp_path, {"forks": [listed]})
     params["report_path"] = str(report)
     check, counts, missing = etcd_consistency.audit(params, main)
     assert counts["listed"] == 2 and counts["missing"] == 2
@@ -384,22 +367,15 @@ def test_ledger_audit_takes_the_fork_point_from_the_report(tmp_path, monkeypatch
     the common history: the report's fork point, read from etcd, says so; the ledger alone cannot."""
     fork, main = "http://f:2379", "http://a:2379"
     ledger = [
-        {"endpoint": fork, "op": "put", "key": "/w/f/1", "value": "f#1", "revision": 5},
-        {"endpoint": fork, "op": "delete", "key": "/k5", "value": None, "revision": 7, "deleted": 1},
+        put(fork, "/w/f/1", "f#1", 5),
+        delete(fork, "/k5", 7),
     ]
-    (tmp_path / "etcd-2.jsonl").write_text("".join(json.dumps(e) + "\n" for e in ledger))
+    write_ledger(tmp_path, ledger)
     cluster = {"/w/f/1": ("f#1", 5), "/k5": ("a#9", 12)}  # the majority wrote /k5 again after the split
-    monkeypatch.setattr(etcd_consistency, "read_cluster", lambda params, endpoint: cluster)
-    params = {
-        "ledger_dir": str(tmp_path),
-        "quarantine_prefix": "/recovery/quarantine/",
-        "report_path": None,
-        "forked_endpoints": [fork],
-    }
+    params = audit_params(tmp_path, monkeypatch, cluster, fork)
     check, counts, missing = etcd_consistency.audit(params, main)
     assert [m["key"] for m in missing] == ["/k5"]  # taken for a fork delete that nobody lists
-    report = tmp_path / "conflicts.json"
-    report.write_text(json.dumps({"forks": [{"fork": {"endpoint": fork}, "fork_revision": 8}]}))
+    report = write_report(tmp_path, {"forks": [{"fork": {"endpoint": fork}, "fork_revision": 8}]})
     params["report_path"] = str(report)
     check, counts, missing = etcd_consistency.audit(params, main)
     assert check["ok"] and counts["superseded"] == 1 and counts["present"] == 1
@@ -412,27 +388,20 @@ def test_ledger_audit_prefers_the_report_fork_point_to_a_replayed_key_at_the_sam
     fork, so the ledger's guess moved the fork point past the fork's later writes: the majority's, it said."""
     fork, main = "http://f:2379", "http://a:2379"
     ledger = [
-        {"endpoint": fork, "op": "put", "key": "/w/f/1", "value": "f#1", "revision": 5},  # before the split
-        {"endpoint": fork, "op": "put", "key": "/k1", "value": "f#2", "revision": 11},  # fork, superseded
-        {"endpoint": fork, "op": "put", "key": "/k1", "value": "f#3", "revision": 14},  # fork, quarantined
-        {"endpoint": fork, "op": "put", "key": "/w/f/4", "value": "f#4", "revision": 12},  # replayed at 12
+        put(fork, "/w/f/1", "f#1", 5),  # before the split
+        put(fork, "/k1", "f#2", 11),  # fork, superseded
+        put(fork, "/k1", "f#3", 14),  # fork, quarantined
+        put(fork, "/w/f/4", "f#4", 12),  # replayed at 12
     ]
-    (tmp_path / "etcd-2.jsonl").write_text("".join(json.dumps(e) + "\n" for e in ledger))
+    write_ledger(tmp_path, ledger)
     cluster = {
         "/w/f/1": ("f#1", 5),
         "/k1": ("a#7", 10),
         "/recovery/quarantine/etcd-2/k1": ("f#3", 15),
         "/w/f/4": ("f#4", 12),  # the replay happened to get revision 12 in the cluster too
     }
-    monkeypatch.setattr(etcd_consistency, "read_cluster", lambda params, endpoint: cluster)
-    report = tmp_path / "conflicts.json"
-    report.write_text(json.dumps({"forks": [{"fork": {"endpoint": fork}, "fork_revision": 6}]}))
-    params = {
-        "ledger_dir": str(tmp_path),
-        "quarantine_prefix": "/recovery/quarantine/",
-        "report_path": str(report),
-        "forked_endpoints": [fork],
-    }
+    report = write_report(tmp_path, {"forks": [{"fork": {"endpoint": fork}, "fork_revision": 6}]})
+    params = audit_params(tmp_path, monkeypatch, cluster, fork, report)
     check, counts, missing = etcd_consistency.audit(params, main)
     assert check["ok"], missing
     assert counts["superseded"] == 1 and counts["quarantined"] == 1 and counts["present"] == 2
@@ -447,24 +416,17 @@ def test_ledger_audit_finds_the_fork_point_of_a_data_dir_read_through_a_private_
     fork put deleted later on the fork for a write of the majority that was lost."""
     fork, main = "http://f:2379", "http://a:2379"
     ledger = [
-        {"endpoint": fork, "op": "put", "key": "/w/f/1", "value": "f#1", "revision": 5},  # before the split
-        {"endpoint": fork, "op": "put", "key": "/w/f/2", "value": "f#2", "revision": 9},  # fork
-        {"endpoint": fork, "op": "put", "key": "/w/f/3", "value": "f#3", "revision": 10},  # fork, replayed
-        {"endpoint": fork, "op": "delete", "key": "/w/f/2", "value": None, "revision": 11, "deleted": 1},
+        put(fork, "/w/f/1", "f#1", 5),  # before the split
+        put(fork, "/w/f/2", "f#2", 9),  # fork
+        put(fork, "/w/f/3", "f#3", 10),  # fork, replayed
+        delete(fork, "/w/f/2", 11),
     ]
-    (tmp_path / "etcd-2.jsonl").write_text("".join(json.dumps(e) + "\n" for e in ledger))
+    write_ledger(tmp_path, ledger)
     # the replay of /w/f/3 landed at revision 10 in the cluster too: the ledger's guess says fork point 10
     cluster = {"/w/f/1": ("f#1", 5), "/w/f/3": ("f#3", 10)}
-    monkeypatch.setattr(etcd_consistency, "read_cluster", lambda params, endpoint: cluster)
-    report = tmp_path / "conflicts.json"
     copy = {"fork": {"endpoint": "http://127.0.0.1:40001"}, "fork_revision": 6, "member": "etcd-2"}
-    report.write_text(json.dumps({"forks": [copy]}))
-    params = {
-        "ledger_dir": str(tmp_path),
-        "quarantine_prefix": "/recovery/quarantine/",
-        "report_path": str(report),
-        "forked_endpoints": [fork],
-    }
+    report = write_report(tmp_path, {"forks": [copy]})
+    params = audit_params(tmp_path, monkeypatch, cluster, fork, report)
     check, counts, missing = etcd_consistency.audit(params, main)
     assert [m["key"] for m in missing] == ["/w/f/2"]  # without the member's name: the guess
     check, counts, missing = etcd_consistency.audit(params, main, {fork: "etcd-2", main: "etcd-0"})
@@ -487,36 +449,19 @@ def test_a_fork_delete_the_cluster_agreed_with_is_superseded_by_a_later_write(tm
     writers went on, wrote k1 again, and a later verify took the fork's delete for a lost one."""
     fork, main = "http://f:2379", "http://a:2379"
     ledger = [
-        {"endpoint": fork, "op": "put", "key": "/w/f/1", "value": "f#1", "revision": 5, "member_id": "f"},
-        {
-            "endpoint": fork,
-            "op": "delete",
-            "key": "/k1",
-            "value": None,
-            "revision": 9,
-            "deleted": 1,
-            "member_id": "f",
-        },
+        put(fork, "/w/f/1", "f#1", 5, member_id="f"),
+        delete(fork, "/k1", 9, member_id="f"),
     ]
-    (tmp_path / "etcd-2.jsonl").write_text("".join(json.dumps(e) + "\n" for e in ledger))
-    report = tmp_path / "conflicts.json"
-    forks = [
-        {
-            "fork": {"endpoint": fork},
-            "fork_revision": 6,
-            "member": "etcd-2",
-            "authoritative": {"revision": 40},
-        }
-    ]
-    report.write_text(json.dumps({"forks": forks}))
-    params = {
-        "ledger_dir": str(tmp_path),
-        "quarantine_prefix": "/recovery/quarantine/",
-        "report_path": str(report),
-        "forked_endpoints": [fork],
+    write_ledger(tmp_path, ledger)
+    compared = {
+        "fork": {"endpoint": fork},
+        "fork_revision": 6,
+        "member": "etcd-2",
+        "authoritative": {"revision": 40},
     }
+    report = write_report(tmp_path, {"forks": [compared]})
     cluster = {"/w/f/1": ("f#1", 5)}
-    monkeypatch.setattr(etcd_consistency, "read_cluster", lambda params, endpoint: cluster)
+    params = audit_params(tmp_path, monkeypatch, cluster, fork, report)
     check, counts, missing = etcd_consistency.audit(params, main)
     assert check["ok"] and counts["deleted"] == 1, missing  # right after the recovery
     cluster["/k1"] = ("a#77", 52)  # a client wrote k1 again after the comparison (revision 40)
@@ -533,22 +478,20 @@ def test_the_audit_does_not_race_running_writers(tmp_path, monkeypatch):
     is read first at one revision, later operations are not judged, and what looks missing is judged again
     on the ledgers read a moment later (a superseding line can still be on its way)."""
     main = "http://a:2379"
-    put = {"endpoint": main, "op": "put", "key": "/w/a/21", "value": "a#21", "revision": 50}
-    delete = {"endpoint": main, "op": "delete", "key": "/w/a/21", "value": None, "revision": 54, "deleted": 1}
-    after = {"endpoint": main, "op": "put", "key": "/w/a/30", "value": "a#30", "revision": 61}
+    written = put(main, "/w/a/21", "a#21", 50)
+    deleted = delete(main, "/w/a/21", 54)
+    after = put(main, "/w/a/30", "a#30", 61)
     cluster = etcd_consistency.ClusterKeys()
     cluster.revision = 60  # the read: /w/a/21 deleted at 54, /w/a/30 not yet written
-    monkeypatch.setattr(etcd_consistency, "read_cluster", lambda params, endpoint: cluster)
-    ledgers = iter([[put, after], [put, delete, after]])  # the delete's line arrives a moment late
+    ledgers = iter([[written, after], [written, deleted, after]])  # the delete's line arrives a moment late
     monkeypatch.setattr(etcd_consistency, "load_ledger", lambda ledger_dir: next(ledgers))
     monkeypatch.setattr(etcd_consistency.time, "sleep", lambda seconds: None)
-    params = {"ledger_dir": str(tmp_path), "quarantine_prefix": "/recovery/quarantine/", "report_path": None}
-    params["forked_endpoints"] = []
+    params = audit_params(tmp_path, monkeypatch, cluster)
     check, counts, missing = etcd_consistency.audit(params, main)
     assert check["ok"], missing
     assert counts["superseded"] == 1 and counts["deleted"] == 1 and counts["after_read"] == 1
     assert "1 acknowledged after the cluster was read at revision 60, not judged" in check["detail"]
-    ledgers = iter([[put, after], [put, after]])  # no delete at all: really missing
+    ledgers = iter([[written, after], [written, after]])  # no delete at all: really missing
     check, counts, missing = etcd_consistency.audit(params, main)
     assert [m["key"] for m in missing] == ["/w/a/21"]
 
@@ -558,17 +501,15 @@ def test_audit_a_key_gone_by_a_delete_that_failed(tmp_path, monkeypatch):
     a put of the key is then gone without an acknowledged delete. Only the writer's logged failed attempt,
     made after the put, accounts for it."""
     main = "http://10.0.0.1:2379"
-    put = {
+    written = {
         "endpoint": main,
         "key": "/w/a/21",
         "value": "a#21",
         "revision": 62,
         "time": "2026-12-06T03:09:57.553",
     }
-    (tmp_path / "etcd-0.jsonl").write_text(json.dumps(put) + "\n")
-    monkeypatch.setattr(etcd_consistency, "read_cluster", lambda params, endpoint: {})
-    params = {"ledger_dir": str(tmp_path), "quarantine_prefix": "/recovery/quarantine/", "report_path": None}
-    params["forked_endpoints"] = []
+    write_ledger(tmp_path, [written], name="etcd-0.jsonl")
+    params = audit_params(tmp_path, monkeypatch, {})
     check, counts, _ = etcd_consistency.audit(params, main)
     assert not check["ok"] and counts["missing"] == 1
     failure = {
@@ -591,22 +532,15 @@ def test_audit_a_member_added_again_answers_in_the_main_history(tmp_path, monkey
     ledger = [
         {"endpoint": fork, "member_id": "old", "key": "/w/f/1", "value": "f#1", "revision": 5, "time": "t1"},
         {"endpoint": main, "member_id": "m0", "key": "/s", "value": "a#2", "revision": 50, "time": "t5"},
-        {"endpoint": fork, "member_id": "new", "op": "delete", "key": "/s", "value": None, "revision": 51,
-         "deleted": 1, "time": "t6"},
-    ]  # fmt: skip
-    (tmp_path / "etcd-x.jsonl").write_text("".join(json.dumps(e) + "\n" for e in ledger))
-    monkeypatch.setattr(etcd_consistency, "read_cluster", lambda params, endpoint: {"/w/f/1": ("f#1", 5)})
-    params = {
-        "ledger_dir": str(tmp_path),
-        "quarantine_prefix": "/recovery/quarantine/",
-        "report_path": None,
-        "forked_endpoints": [fork],
-    }
+        delete(fork, "/s", 51, member_id="new", time="t6"),
+    ]
+    write_ledger(tmp_path, ledger)
+    params = audit_params(tmp_path, monkeypatch, {"/w/f/1": ("f#1", 5)}, fork)
     check, counts, missing = etcd_consistency.audit(params, main)
     assert check["ok"], missing
     assert counts["superseded"] == 1 and counts["deleted"] == 1
     ledger[2]["member_id"] = "old"  # the fork's own delete: nothing on the main side explains /s gone
-    (tmp_path / "etcd-x.jsonl").write_text("".join(json.dumps(e) + "\n" for e in ledger))
+    write_ledger(tmp_path, ledger)
     check, counts, missing = etcd_consistency.audit(params, main)
     assert not check["ok"] and [m["key"] for m in missing] == ["/s"]
 
@@ -615,23 +549,16 @@ READ_AT = "2026-12-06T09:26:32.000+00:00"
 
 
 def ledger_op(endpoint, member_id, key, value, revision, time):
-    return {"endpoint": endpoint, "member_id": member_id, "op": "put", "key": key, "value": value,
-            "revision": revision, "time": f"2026-12-06T09:26:{time}+00:00"}  # fmt: skip
+    return put(endpoint, key, value, revision, member_id=member_id, time=f"2026-12-06T09:26:{time}+00:00")
 
 
 def audit_at_revision_8(tmp_path, monkeypatch, ledger, keys, forked):
     """An audit whose cluster read holds `keys` at revision 8, sent at READ_AT; returns the params to pass."""
-    (tmp_path / "ledger.jsonl").write_text("".join(json.dumps(e) + "\n" for e in ledger))
+    write_ledger(tmp_path, ledger)
     cluster = etcd_consistency.ClusterKeys(keys)
     cluster.revision, cluster.read_at = 8, READ_AT
-    monkeypatch.setattr(etcd_consistency, "read_cluster", lambda params, endpoint: cluster)
     monkeypatch.setattr(etcd_consistency, "LEDGER_SETTLE", 0)
-    return {
-        "ledger_dir": str(tmp_path),
-        "quarantine_prefix": "/recovery/quarantine/",
-        "report_path": None,
-        "forked_endpoints": [forked],
-    }
+    return audit_params(tmp_path, monkeypatch, cluster, forked)
 
 
 def test_writes_of_the_forced_members_writer_after_the_read_are_not_judged(tmp_path, monkeypatch):
