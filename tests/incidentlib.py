@@ -74,8 +74,10 @@ def run_case(case: str, tmp_path) -> None:
     argv = [sys.executable, "benchmarks/incidents.py", "--seed", "e2e", "--only", str(k), *COMMON, *forces,
             "--out", str(out)]  # fmt: skip
     proc = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=1500)
+    output = f"exit {proc.returncode}\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    assert out.exists(), f"the campaign wrote no result: {output}"
     (result,) = [json.loads(line) for line in out.read_text().splitlines()]
-    detail = f"{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}\n{json.dumps(result, indent=1)[:4000]}"
+    detail = f"{output}\n{json.dumps(result, indent=1)[:4000]}"
     assert not campaign_namespaces(), "the campaign left its lab up"
     assert "teardown_error" not in result, detail
 
