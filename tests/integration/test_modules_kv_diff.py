@@ -18,16 +18,15 @@ def test_diff_of_a_fork(etcd_cluster_factory, version, tmp_path):  # noqa: F811
     for i in range(40):
         cluster.put(first, f"/app/k{i:02d}", f"v{i}")
     cluster.put(first, "/other/x", "outside the prefix")
-    # Wait until etcd-2 has applied everything before it is forked.
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
+    # Wait until etcd-2 has applied everything, /other/x too (the whole key space is compared below), before
+    # it is forked: a serializable read answers from what the member itself has applied.
+    deadline, applied = time.monotonic() + 10, 0
+    while applied != 41 and time.monotonic() < deadline:
         with cluster.client(cluster.member("etcd-2")) as c:
-            if (
-                int(c.range(b"/app/", b"/app0", count_only=True, serializable=True).data.get("count", 0))
-                == 40
-            ):
-                break
-        time.sleep(0.1)
+            applied = int(c.range(b"\x00", b"\x00", count_only=True, serializable=True).data.get("count", 0))
+        if applied != 41:
+            time.sleep(0.1)
+    assert applied == 41, f"etcd-2 applied {applied} of the 41 keys in 10 s"
     forked = cluster.fork("etcd-2")
     cluster.put(forked, "/app/k01", "fork-value")
     cluster.put(forked, "/app/only-fork", "f")
