@@ -14,7 +14,10 @@ description:
     with a different command line is stopped and started again.
   - Stopping sends SIGTERM, waits up to O(stop_timeout) seconds for the process to exit (an isolated etcd
     leader can take seconds), then sends SIGKILL and waits again.
-  - A pid file whose process is gone, or whose pid now belongs to another program, is treated as stopped.
+  - A pid file whose process is gone, or whose pid now belongs to another program, is treated as stopped -
+    a process that started after the pid file was last written (its pid reused since, as the kernel hands
+    pids out again once they wrap at pid_max) is never signalled, nor is one running another program
+    than O(argv) names.
 version_added: "1.0.0"
 options:
   argv:
@@ -145,13 +148,42 @@ def cmdline(pid: int) -> list[str] | None:
     return [part.decode(errors="replace") for part in raw.split(b"\0")[:-1]]
 
 
+def started_at(pid: int) -> float | None:
+    """When the process started, in seconds of the wall clock (from its start in clock ticks since boot and
+    the time since boot), or None when it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as handle:
+            ticks = int(handle.read().rsplit(")", 1)[1].split()[19])  # field 22, starttime
+        with open("/proc/uptime", encoding="ascii") as handle:
+            uptime = float(handle.read().split()[0])
+    except (OSError, IndexError, ValueError):
+        return None
+    return time.time() - uptime + ticks / os.sysconf("SC_CLK_TCK")
+
+
+# A pid file is written right after its process started; a process that started later than this after the
+# file's last write has a reused pid. The margin covers the clock-tick and boot-time rounding.
+REUSE_MARGIN = 2.0
+
+
+def reused_since(pidfile: str, pid: int) -> bool:
+    """Whether pid belongs to a process that started after the pid file was last written."""
+    try:
+        written = os.stat(pidfile).st_mtime
+    except OSError:
+        return False
+    started = started_at(pid)
+    return started is not None and started > written + REUSE_MARGIN
+
+
 def running_pid(pidfile: str, expected_cmd: str | None = None) -> tuple[int | None, list[str] | None]:
-    """The pid from the pid file if that process is alive (and runs expected_cmd, when given)."""
+    """The pid from the pid file if that process is alive, is the one the file was written for (not a pid
+    reused since), and runs expected_cmd, when given."""
     pid = read_pid(pidfile)
     if pid is None:
         return None, None
     argv = cmdline(pid)
-    if not argv:
+    if not argv or reused_since(pidfile, pid):
         return None, None
     if expected_cmd and os.path.basename(argv[0]) != os.path.basename(expected_cmd):
         return None, None

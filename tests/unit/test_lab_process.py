@@ -13,8 +13,10 @@ from lab_process import (
     own_lineage,
     pids_matching,
     read_pid,
+    reused_since,
     running_pid,
     spawn,
+    started_at,
     stop,
     stop_all,
     wait_gone,
@@ -61,6 +63,25 @@ def test_a_stale_pid_file_counts_as_stopped(tmp_path):
 def test_a_pid_reused_by_another_program_counts_as_stopped(tmp_path):
     write_pidfile(str(tmp_path / "p.pid"), os.getpid())
     assert running_pid(str(tmp_path / "p.pid"), "/usr/bin/etcd") == (None, None)
+
+
+def test_a_pid_reused_after_the_pid_file_was_written_counts_as_stopped(proc_dir):
+    """The kernel hands pids out again once they wrap (pid_max 32768 here): a pid file left by a process that
+    died names, later, another process, which a stop must never signal, whatever program it runs."""
+    tmp, pids = proc_dir
+    argv = [sys.executable, "-c", "import time; time.sleep(60)"]
+    pid = spawn(argv, None, str(tmp / "p.log"), {})
+    pids.append(pid)
+    started = started_at(pid)
+    assert started is not None and abs(started - time.time()) < 5
+    pidfile = tmp / "p.pid"
+    write_pidfile(str(pidfile), pid)
+    assert not reused_since(str(pidfile), pid) and running_pid(str(pidfile))[0] == pid
+    # The same pid file, as if written a minute before this process started (its own process gone since).
+    os.utime(pidfile, (time.time() - 60, time.time() - 60))
+    assert reused_since(str(pidfile), pid)
+    assert running_pid(str(pidfile)) == (None, None)
+    assert running_pid(str(pidfile), argv[0]) == (None, None)
 
 
 def test_stop_kills_after_the_bound_when_sigterm_is_ignored(proc_dir):
