@@ -643,10 +643,11 @@ def run(params, check_mode=False):
             return result
         action = "add"
         info = quorum_check(members, "none" if params["learner"] else "add", None)
-        if not params["learner"] and not info["safe"] and not params["force"] and not check_mode:
-            endpoint, members, info = wait_until_safe(params, endpoint, members, info, waited)
         if not params["learner"] and not info["safe"] and not params["force"]:
-            raise refuse(info, f"add voter {name}")
+            if not check_mode:
+                endpoint, members, info = wait_until_safe(params, endpoint, members, info, waited)
+            if not info["safe"]:
+                raise refuse(info, f"add voter {name}")
         result.update(action=action, changed=True, quorum=info)
         planned = {
             "id": None,
