@@ -135,15 +135,25 @@ def read_pid(pidfile: str) -> int | None:
         return None
 
 
-def cmdline(pid: int) -> list[str] | None:
-    """The process's argv, or None when it is gone (zombies count as gone)."""
+def stat_fields(pid: int) -> list[str] | None:
+    """The fields of /proc/PID/stat after the command name (state, ppid, ...: field 3 is index 0), or None
+    when the process is gone."""
     try:
         with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as handle:
-            if handle.read().rsplit(")", 1)[1].split()[0] == "Z":
-                return None
+            return handle.read().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+
+
+def cmdline(pid: int) -> list[str] | None:
+    """The process's argv, or None when it is gone (zombies count as gone)."""
+    fields = stat_fields(pid)
+    if not fields or fields[0] == "Z":
+        return None
+    try:
         with open(f"/proc/{pid}/cmdline", "rb") as handle:
             raw = handle.read()
-    except (OSError, IndexError):
+    except OSError:
         return None
     return [part.decode(errors="replace") for part in raw.split(b"\0")[:-1]]
 
@@ -151,14 +161,15 @@ def cmdline(pid: int) -> list[str] | None:
 def started_at(pid: int) -> float | None:
     """When the process started, in seconds of the wall clock (from its start in clock ticks since boot and
     the time since boot), or None when it is gone."""
+    fields = stat_fields(pid)
+    if fields is None or len(fields) < 20:
+        return None
     try:
-        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as handle:
-            ticks = int(handle.read().rsplit(")", 1)[1].split()[19])  # field 22, starttime
         with open("/proc/uptime", encoding="ascii") as handle:
             uptime = float(handle.read().split()[0])
     except (OSError, IndexError, ValueError):
         return None
-    return time.time() - uptime + ticks / os.sysconf("SC_CLK_TCK")
+    return time.time() - uptime + int(fields[19]) / os.sysconf("SC_CLK_TCK")  # field 22, starttime
 
 
 # A pid file is written right after its process started; a process that started later than this after the
@@ -195,11 +206,10 @@ def own_lineage() -> set[int]:
     pids, pid = set(), os.getpid()
     while pid > 1 and pid not in pids:
         pids.add(pid)
-        try:
-            with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as handle:
-                pid = int(handle.read().rsplit(")", 1)[1].split()[1])
-        except (OSError, IndexError, ValueError):
+        fields = stat_fields(pid)
+        if not fields or len(fields) < 2 or not fields[1].isdigit():
             break
+        pid = int(fields[1])
     return pids
 
 
