@@ -135,10 +135,15 @@ import os
 import time
 from datetime import UTC, datetime
 
-from ansible.module_utils.etcd_client import ETCD_COMMON_ARGUMENT_SPEC, client_from_params, etcd_module
+from ansible.module_utils.etcd_client import (
+    ETCD_COMMON_ARGUMENT_SPEC,
+    client_from_params,
+    etcd_module,
+    watch_history,
+)
 from ansible.module_utils.etcd_codec import id_to_hex, parse_kv, parse_member
 from ansible.module_utils.etcd_diagnosis import compare_hashkv, fixed_revision, hashkv_at
-from ansible.module_utils.etcd_errors import exit_with_run
+from ansible.module_utils.etcd_errors import EtcdError, exit_with_run
 from ansible.module_utils.etcd_probe import parallel_map, probe_member
 
 
@@ -388,7 +393,85 @@ def audit(params, endpoint, endpoint_names=None, following=None):
     if result[1]["missing"] and getattr(cluster, "revision", None):
         time.sleep(LEDGER_SETTLE)
         result = judged(load_ledger(params["ledger_dir"]))
-    return result
+    lcheck, counts, missing = result
+    read_revision = getattr(cluster, "revision", None)
+    if missing and read_revision:
+        traced = trace_missing(params, endpoint, missing, read_revision)
+        if traced:
+            lcheck["detail"] += f"; etcd's history: {traced}"
+    return lcheck, counts, missing
+
+
+TRACE_ITEMS = 5  # missing operations traced through etcd's history
+TRACE_REVISIONS = 50000  # at most this many revisions watched for their later events
+TRACE_EVENTS = 10  # later events kept per traced key
+
+
+def _shown(kv):
+    return parse_kv(kv)["value"].decode(errors="replace")
+
+
+def trace_missing(params, endpoint, missing, read_revision):
+    """What the cluster's own history says about the first missing operations, added to each as "trace":
+    the key at the operation's revision (a range at that revision) and the key's events after it, up to
+    the revision the audit read. A put whose value the history does not hold at its revision was written in
+    another history (or lost); an event after it that no ledger has is a change nobody acknowledged (a
+    client killed between etcd's reply and its ledger line). Best effort: a compacted revision or an error
+    is noted in the trace. Returns the first trace in words (empty when nothing could be traced)."""
+    items = [m for m in missing[:TRACE_ITEMS] if m.get("revision")]
+    if not items:
+        return ""
+    keys = {m["key"] for m in items}
+    later = {key: [] for key in keys}
+    start = min(m["revision"] for m in items) + 1
+    with client_from_params(endpoint, params) as client:
+        for m in items:
+            try:
+                kvs = client.range(m["key"].encode(), revision=m["revision"]).data.get("kvs") or []
+                m["trace"] = {
+                    "at_revision": {"value": _shown(kvs[0]), "mod_revision": parse_kv(kvs[0])["mod_revision"]}
+                    if kvs
+                    else None
+                }
+            except EtcdError as exc:
+                m["trace"] = {"error": str(exc)}
+        if read_revision - start < TRACE_REVISIONS:
+            try:
+                for kind, key, revision, kv in watch_history(client, start, read_revision):
+                    events = later.get(key.decode(errors="replace"))
+                    if events is not None and len(events) < TRACE_EVENTS:
+                        events.append({"type": kind, "revision": revision, "value": _shown(kv) or None})
+            except EtcdError as exc:
+                for m in items:
+                    m["trace"].setdefault("error", str(exc))
+                later = {}
+    for m in items:
+        if m["key"] in later:
+            m["trace"]["later_events"] = [e for e in later[m["key"]] if e["revision"] > m["revision"]]
+    return trace_words(items[0])
+
+
+def trace_words(item):
+    """One missing operation's trace as a sentence."""
+    trace = item.get("trace") or {}
+    if "at_revision" not in trace:
+        return f"{item['key']} at revision {item['revision']}: {trace.get('error', 'not traced')}"
+    at = trace["at_revision"]
+    held = f"{at['value']!r} (mod revision {at['mod_revision']})" if at else "nothing"
+    words = f"{item['key']} at revision {item['revision']} held {held}"
+    if "later_events" in trace:
+        events = trace["later_events"]
+        words += "; then " + (
+            ", ".join(
+                f"{e['type']} at {e['revision']}" + (f" {e['value']!r}" if e["value"] is not None else "")
+                for e in events
+            )
+            if events
+            else "no event of the key"
+        )
+    elif trace.get("error"):
+        words += f"; later events unknown ({trace['error']})"
+    return words
 
 
 def judge(params, entries, unknown_deletes, cluster, leases, endpoint_names=None, following=None):

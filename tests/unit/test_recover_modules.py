@@ -4,6 +4,7 @@ Their documentation is checked with every etcd_* module in test_etcd_docs.py."""
 
 from __future__ import annotations
 
+import base64
 import json
 
 import etcd_consistency
@@ -597,3 +598,78 @@ def test_a_forced_member_that_never_split_is_audited_as_the_cluster(tmp_path, mo
     # The same ledger while the member leads a cluster of its own (not following the leader): a fork.
     check, counts, missing = etcd_consistency.audit(params, main, names, {main: "a"})
     assert [m["value"] for m in missing] == ["c#2"]
+
+
+class TraceClient:
+    """What trace_missing asks of a member: range at a revision (gateway kv dicts), as a context manager."""
+
+    def __init__(self, at):
+        self.at = at  # {(key, revision): (value, mod_revision)}
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def range(self, key, revision=0, **_kw):
+        held = self.at.get((key.decode(), revision))
+        kvs = []
+        if held:
+            kvs = [{"key": b64(key.decode()), "value": b64(held[0]), "mod_revision": str(held[1])}]
+        return type("Reply", (), {"data": {"kvs": kvs}})()
+
+
+def b64(text):
+    return base64.b64encode(text.encode()).decode()
+
+
+def test_a_missing_write_is_traced_through_the_clusters_history(tmp_path, monkeypatch):
+    """The audit says what etcd's history holds where a missing write should be: here another value at
+    the write's revision (another history) and a delete after it that no ledger has (a client killed
+    between etcd's reply and its ledger line)."""
+    main = "http://a:2379"
+    write_ledger(tmp_path, [put(main, "/k3", "b#222", 640, time="2026-12-07T05:50:00.000+00:00")])
+
+    class Cluster(dict):
+        revision = 700
+        read_at = "2026-12-07T05:55:00.000+00:00"
+
+    params = audit_params(tmp_path, monkeypatch, Cluster({"/k3": ("a#220", 630)}))
+    monkeypatch.setattr(etcd_consistency, "LEDGER_SETTLE", 0)
+    monkeypatch.setattr(
+        etcd_consistency, "client_from_params", lambda ep, p: TraceClient({("/k3", 640): ("a#220", 630)})
+    )
+    events = [
+        ("PUT", b"/k2", 641, {"value": b64("x")}),
+        ("DELETE", b"/k3", 650, {}),
+        ("PUT", b"/k3", 660, {"value": b64("c#230")}),
+    ]
+    seen = {}
+
+    def history(client, start, end):
+        seen["range"] = (start, end)
+        yield from events
+
+    monkeypatch.setattr(etcd_consistency, "watch_history", history)
+    check, counts, missing = etcd_consistency.audit(params, main)
+    assert not check["ok"] and counts["missing"] == 1
+    assert seen["range"] == (641, 700)
+    assert missing[0]["trace"] == {
+        "at_revision": {"value": "a#220", "mod_revision": 630},
+        "later_events": [
+            {"type": "DELETE", "revision": 650, "value": None},
+            {"type": "PUT", "revision": 660, "value": "c#230"},
+        ],
+    }
+    assert check["detail"].endswith(
+        "etcd's history: /k3 at revision 640 held 'a#220' (mod revision 630); then DELETE at 650, "
+        "PUT at 660 'c#230'"
+    ), check["detail"]
+
+
+def test_trace_words_name_an_untraceable_write():
+    item = {"key": "/k", "revision": 9, "trace": {"error": "revision 9 was compacted"}}
+    assert etcd_consistency.trace_words(item) == "/k at revision 9: revision 9 was compacted"
+    item = {"key": "/k", "revision": 9, "trace": {"at_revision": None, "later_events": []}}
+    assert etcd_consistency.trace_words(item) == "/k at revision 9 held nothing; then no event of the key"
