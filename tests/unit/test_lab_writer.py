@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import base64
 import json
+import signal
 import socket
 import subprocess
 import sys
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import ClassVar
@@ -204,6 +206,34 @@ def test_unreachable_member_is_retried_with_backoff_and_the_writer_stops_by_itse
     assert "Connection refused" in proc.stderr and "retrying in" in proc.stderr
     assert "stopped after 0 acknowledged" in proc.stderr and "lease /lab/leases/w failed" in proc.stderr
     assert ledger.read_text() == ""
+
+
+def test_a_stop_signal_ends_a_long_backoff_at_once(tmp_path):
+    """A recovery stops every writer at once and waits for them: a writer of an unreachable member sleeps
+    in a 5 s backoff, and must not hold the stop up for the rest of it."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    proc = subprocess.Popen(
+        [sys.executable, str(WRITER), "--name=w", f"--endpoint=http://127.0.0.1:{port}",
+         f"--ledger={tmp_path / 'w.jsonl'}", "--duration=60", "--max-backoff=30"],
+        stderr=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    try:
+        log = ""
+        while log.count("retrying in") < 5:  # backoffs 0.2, 0.4, 0.8, 1.6, then 3.2 s
+            line = proc.stderr.readline()
+            assert line, f"the writer ended early: {log}"
+            log += line
+        start = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+        assert time.monotonic() - start < 2.0, "the writer slept on after SIGTERM"
+        assert "stopped after 0 acknowledged" in proc.stderr.read()
+    finally:
+        proc.kill()
+        proc.wait()
 
 
 def test_first_conflict_finds_a_key_with_different_values():

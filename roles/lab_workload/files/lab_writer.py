@@ -40,6 +40,17 @@ def on_signal(_signum, _frame) -> None:
     STOP = True
 
 
+def pause(seconds: float) -> None:
+    """Sleep, but return within 0.1 s of a stop signal: time.sleep goes on sleeping after a signal handler
+    that returns, so a writer in a 5 s backoff would hold up a recovery's stop for as long."""
+    deadline = time.monotonic() + seconds
+    while not STOP:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return
+        time.sleep(min(left, 0.1))
+
+
 def b64(text: str) -> str:
     return base64.b64encode(text.encode()).decode()
 
@@ -305,7 +316,7 @@ def run(args: argparse.Namespace) -> int:
                 failures.flush()
                 backoff = min(max(backoff * 2, 0.2), args.max_backoff)
                 print(f"{args.name}: {what} failed ({describe(exc)}); retrying in {backoff:.1f}s", file=log)
-                time.sleep(backoff)
+                pause(backoff)
                 continue
             backoff = 0.0
             acked += 1
@@ -313,7 +324,7 @@ def run(args: argparse.Namespace) -> int:
             ledger.flush()
             seq += 1
             if not catch_up.due():
-                time.sleep(max(0.0, interval - (time.monotonic() - started)))
+                pause(interval - (time.monotonic() - started))
     print(f"{args.name}: stopped after {acked} acknowledged and {failed} failed operations", file=log)
     return 0
 
