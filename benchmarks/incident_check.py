@@ -213,8 +213,11 @@ def classify(
     applied all the same (a reply lost after etcd committed the request)."""
     failed_deletes = failed_deletes or {}
 
-    def maybe_deleted_after(op: Op) -> bool:
-        return any(t > op.time for t in failed_deletes.get(op.key, ()))
+    def maybe_deleted(op: Op) -> bool:
+        """A put of the cluster's history whose key is gone: a failed delete of the key may have removed it,
+        whenever it failed. A request that a member cut off from its leader had already forwarded reaches
+        the leader when the partition heals, after later writes, even when that member has stopped."""
+        return bool(failed_deletes.get(op.key))
 
     def in_history(op: Op) -> bool:
         return op.op == "put" and history.get((op.key, op.revision)) == (op.value, op.revision)
@@ -269,7 +272,7 @@ def classify(
                 account(op, "superseded")
             elif now is None and op.key in report.deleted_on_fork:
                 account(op, "superseded")  # removed by a recovery that applied a reported fork delete
-            elif now is None and maybe_deleted_after(op):
+            elif now is None and maybe_deleted(op):
                 account(op, "maybe_deleted")
             else:
                 account(

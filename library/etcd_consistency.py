@@ -28,8 +28,11 @@ description:
     cluster (etcd removed the key with its lease). A delete counts as kept when the key is absent; when a
     later operation of the same history recreated it; or, for a fork's delete, when the report lists the
     key under C(deleted_on_fork). A put whose key is gone with no acknowledged delete is accounted for
-    when a later delete of that key failed (the writers' C(<ledger>.failures) files) - a request that
-    timed out may have been applied - and counted apart. Operations that a forked member acknowledged
+    when a delete of that key failed (the writers' C(<ledger>.failures) files) - a request that timed out
+    may have been applied - and counted apart; a failed delete from before the put was acknowledged counts
+    only when the cluster's history holds the put at its revision. A request forwarded by a member just
+    cut off from its leader can reach the leader when the partition heals, after later writes (measured
+    on etcd 3.5.1). Operations that a forked member acknowledged
     after the split (O(forked_endpoints), revisions above the last revision of its puts still in the
     cluster's history and above the fork's C(fork_revision) in the report) form a history of their own.
   - Never changes anything. Each check is a result with C(name), C(ok) and C(detail); the module fails
@@ -124,7 +127,10 @@ ledger:
     - Ledger audit counts, C(entries), C(present), C(superseded), C(quarantined), C(listed), C(deleted)
       (deletes in effect), C(expired) (puts whose lease is gone), C(maybe_deleted), C(missing),
       C(after_read) (acknowledged after the cluster was read, by writers still running; not judged), and
-      C(missing_items) (up to 20 operations that are neither in effect, superseded nor in the report).
+      C(missing_items) (up to 20 operations that are neither in effect, superseded nor in the report; the
+      first five carry C(trace), what the cluster's history says of each - C(at_revision), the key's value
+      and mod revision at the operation's revision or null, and C(later_events), the key's events after it
+      up to the audit's read - or C(error) where the history could not be read).
   returned: when O(ledger_dir) is given
   type: dict
 """
@@ -385,9 +391,25 @@ def audit(params, endpoint, endpoint_names=None, following=None):
     entries = load_ledger(params["ledger_dir"])
     leases = live_leases(params, endpoint) if any(e.get("lease") for e in entries) else set()
 
+    held = {}
+
+    def held_at(e):
+        """Whether the cluster's history holds e's value for e's key at e's revision (cached; False when
+        the history cannot tell, compacted or not answering)."""
+        if (e["key"], e["revision"]) not in held:
+            try:
+                with client_from_params(endpoint, params) as client:
+                    kvs = client.range(e["key"].encode(), revision=e["revision"]).data.get("kvs") or []
+                held[(e["key"], e["revision"])] = bool(kvs) and _shown(kvs[0]) == e["value"]
+            except EtcdError:
+                held[(e["key"], e["revision"])] = False
+        return held[(e["key"], e["revision"])]
+
     def judged(entries):
         unknown_deletes = failed_deletes(params["ledger_dir"])
-        return judge(params, entries, unknown_deletes, cluster, leases, endpoint_names, following)
+        return judge(
+            params, entries, unknown_deletes, cluster, leases, endpoint_names, following, held_at=held_at
+        )
 
     result = judged(entries)
     if result[1]["missing"] and getattr(cluster, "revision", None):
@@ -474,9 +496,12 @@ def trace_words(item):
     return words
 
 
-def judge(params, entries, unknown_deletes, cluster, leases, endpoint_names=None, following=None):
+def judge(
+    params, entries, unknown_deletes, cluster, leases, endpoint_names=None, following=None, held_at=None
+):
     """The ledger audit proper, against one read of the cluster. following: {client URL: member id} of the
-    members that follow the cluster's leader (from the probes)."""
+    members that follow the cluster's leader (from the probes). held_at(entry): whether the cluster's
+    history holds a put at its revision (None: nothing is asked)."""
     read_revision = getattr(cluster, "revision", None)
     read_at = getattr(cluster, "read_at", None)
     qprefix = params["quarantine_prefix"].rstrip("/") + "/"
@@ -590,8 +615,17 @@ def judge(params, entries, unknown_deletes, cluster, leases, endpoint_names=None
             outcome = "superseded"
         elif e.get("lease") and e["lease"].lower() not in leases:
             outcome = "expired"  # etcd removed the key with its lease
-        elif now is None and any(t > e["time"] for t in unknown_deletes.get(key, ())):
-            outcome = "maybe_deleted"  # a later delete of the key failed, and may have been applied
+        elif (
+            now is None
+            and unknown_deletes.get(key)
+            and (any(t > e["time"] for t in unknown_deletes[key]) or (held_at is not None and held_at(e)))
+        ):
+            # A delete of the key failed, and may have been applied - even one that failed before this put
+            # was acknowledged: a request that a member cut off from its leader had already forwarded waits
+            # in the kernel's send buffer (even after that member stopped) and reaches the leader when the
+            # partition heals. Such an earlier one counts only when the cluster's own history holds this put
+            # (so the put took effect, and an operation nobody acknowledged removed the key later).
+            outcome = "maybe_deleted"
         else:
             outcome = "missing"
         counts[outcome] += 1

@@ -271,7 +271,7 @@ def test_the_recovery_notes_and_keys_the_cluster_deleted_are_accounted_for():
     assert ic.check_values(ops, final, "/recovery/quarantine/") != []  # the note alone is no client's value
 
 
-def test_a_key_gone_by_a_delete_that_failed_is_accounted_for_only_with_that_failure():
+def test_a_key_gone_by_a_delete_that_failed_is_accounted_for_only_with_such_a_failure():
     """A delete that timed out may have been applied (etcd committed it; the reply was lost): the writer
     logs the failed attempt, and only that explains a key gone without an acknowledged delete."""
     ops = [PRE]
@@ -281,8 +281,11 @@ def test_a_key_gone_by_a_delete_that_failed_is_accounted_for_only_with_that_fail
     assert without.outcomes["unaccounted"] == 1
     with_failure = ic.classify(ops, final, history, ic.Report.from_json(None), {PRE.key: ["t02"]})
     assert with_failure.failures == [] and with_failure.outcomes["maybe_deleted"] == 1
+    # Even a delete that failed before the put was acknowledged: a member cut off from its leader had
+    # forwarded it, and it reached the leader when the partition healed (measured on etcd 3.5.1). The put is
+    # in the cluster's history, so it took effect and was removed later.
     before = ic.classify(ops, final, history, ic.Report.from_json(None), {PRE.key: ["t00"]})
-    assert before.outcomes["unaccounted"] == 1  # a failed delete before the put explains nothing
+    assert before.failures == [] and before.outcomes["maybe_deleted"] == 1
 
 
 def test_a_member_added_again_writes_in_the_clusters_history():

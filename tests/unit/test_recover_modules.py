@@ -673,3 +673,41 @@ def test_trace_words_name_an_untraceable_write():
     assert etcd_consistency.trace_words(item) == "/k at revision 9: revision 9 was compacted"
     item = {"key": "/k", "revision": 9, "trace": {"at_revision": None, "later_events": []}}
     assert etcd_consistency.trace_words(item) == "/k at revision 9 held nothing; then no event of the key"
+
+
+def late_delete_case(tmp_path, monkeypatch, history_holds_the_put):
+    """The CI case of 2026-12-07: the isolated member's writer tried to delete /lab/shared/k3 right at the
+    cut and timed out; its request reached the leader when the partition healed, after the majority's last
+    acknowledged put of k3."""
+    main, isolated = "http://a:2379", "http://i:2379"
+    write_ledger(
+        tmp_path, [put(main, "/lab/shared/k3", "etcd-1#222", 640, time="2026-12-07T05:50:30.000+00:00")]
+    )
+    failure = {"time": "2026-12-07T05:49:02.000+00:00", "writer": "etcd-3", "endpoint": isolated,
+               "op": "delete", "key": "/lab/shared/k3", "value": None, "error": "TimeoutError"}  # fmt: skip
+    (tmp_path / "etcd-3.jsonl.failures").write_text(json.dumps(failure) + "\n")
+
+    class Cluster(dict):
+        revision = 957
+        read_at = "2026-12-07T05:51:00.000+00:00"
+
+    params = audit_params(tmp_path, monkeypatch, Cluster())
+    monkeypatch.setattr(etcd_consistency, "LEDGER_SETTLE", 0)
+    at = {("/lab/shared/k3", 640): ("etcd-1#222", 640)} if history_holds_the_put else {}
+    monkeypatch.setattr(etcd_consistency, "client_from_params", lambda ep, p: TraceClient(at))
+    monkeypatch.setattr(etcd_consistency, "watch_history", lambda client, start, end: iter(()))
+    return etcd_consistency.audit(params, main)
+
+
+def test_a_delete_that_timed_out_before_a_put_may_still_remove_its_key_later(tmp_path, monkeypatch):
+    check, counts, missing = late_delete_case(tmp_path, monkeypatch, history_holds_the_put=True)
+    assert check["ok"] and counts["maybe_deleted"] == 1 and not missing, check["detail"]
+
+
+def test_a_put_the_history_never_held_is_missing_despite_an_earlier_failed_delete(tmp_path, monkeypatch):
+    # The put is not in the cluster's history at its revision (a restore from an older snapshot, say): the
+    # earlier failed delete explains nothing.
+    check, counts, missing = late_delete_case(tmp_path, monkeypatch, history_holds_the_put=False)
+    assert not check["ok"] and counts["maybe_deleted"] == 0
+    assert [m["value"] for m in missing] == ["etcd-1#222"]
+    assert "/lab/shared/k3 at revision 640 held nothing; then no event of the key" in check["detail"]
