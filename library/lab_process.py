@@ -158,22 +158,32 @@ def cmdline(pid: int) -> list[str] | None:
     return [part.decode(errors="replace") for part in raw.split(b"\0")[:-1]]
 
 
-def started_at(pid: int) -> float | None:
-    """When the process started, in seconds of the wall clock (from its start in clock ticks since boot and
-    the time since boot), or None when it is gone."""
-    fields = stat_fields(pid)
-    if fields is None or len(fields) < 20:
-        return None
+def boot_time() -> float | None:
+    """When the machine booted, in seconds of the wall clock: /proc/stat's btime, which the kernel computes in
+    one step (the wall clock minus the time since boot; reading the two apart from here would be off by any
+    time this process spent descheduled between the reads)."""
     try:
-        with open("/proc/uptime", encoding="ascii") as handle:
-            uptime = float(handle.read().split()[0])
+        with open("/proc/stat", encoding="ascii") as handle:
+            for line in handle:
+                if line.startswith("btime "):
+                    return float(line.split()[1])
     except (OSError, IndexError, ValueError):
         return None
-    return time.time() - uptime + int(fields[19]) / os.sysconf("SC_CLK_TCK")  # field 22, starttime
+    return None
+
+
+def started_at(pid: int) -> float | None:
+    """When the process started, in seconds of the wall clock (its start in clock ticks since boot, plus the
+    boot time), or None when it is gone."""
+    fields = stat_fields(pid)
+    booted = boot_time()
+    if fields is None or len(fields) < 20 or booted is None:
+        return None
+    return booted + int(fields[19]) / os.sysconf("SC_CLK_TCK")  # field 22, starttime
 
 
 # A pid file is written right after its process started; a process that started later than this after the
-# file's last write has a reused pid. The margin covers the clock-tick and boot-time rounding.
+# file's last write has a reused pid. The margin covers the clock tick and btime's whole seconds.
 REUSE_MARGIN = 2.0
 
 

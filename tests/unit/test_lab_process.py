@@ -76,7 +76,8 @@ def test_a_pid_reused_after_the_pid_file_was_written_counts_as_stopped(proc_dir)
     assert started is not None and abs(started - time.time()) < 5
     pidfile = tmp / "p.pid"
     write_pidfile(str(pidfile), pid)
-    assert not reused_since(str(pidfile), pid) and running_pid(str(pidfile))[0] == pid
+    seen = (cmdline(pid), started_at(pid), pidfile.stat().st_mtime)
+    assert not reused_since(str(pidfile), pid) and running_pid(str(pidfile))[0] == pid, seen
     # The same pid file, as if written a minute before this process started (its own process gone since).
     os.utime(pidfile, (time.time() - 60, time.time() - 60))
     assert reused_since(str(pidfile), pid)
