@@ -418,7 +418,10 @@ def audit(params, endpoint, endpoint_names=None, following=None):
     lcheck, counts, missing = result
     read_revision = getattr(cluster, "revision", None)
     if missing and read_revision:
-        traced = trace_missing(params, endpoint, missing, read_revision)
+        try:
+            traced = trace_missing(params, endpoint, missing, read_revision)
+        except EtcdError as exc:  # the trace explains a failure; it never turns one into an error
+            traced = f"not traced ({exc})"
         if traced:
             lcheck["detail"] += f"; etcd's history: {traced}"
     return lcheck, counts, missing
