@@ -85,7 +85,8 @@ import os
 import shutil
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.lab_pki_core import HAS_CRYPTOGRAPHY, check_members, ensure, paths
+from ansible.module_utils.lab_pki_core import HAS_CRYPTOGRAPHY, check_members, ensure
+from ansible.module_utils.lab_pki_layout import LAB_CLIENT, paths
 
 
 def run_module() -> None:
@@ -93,7 +94,7 @@ def run_module() -> None:
         argument_spec={
             "path": {"type": "path", "required": True},
             "members": {"type": "list", "elements": "dict", "default": []},
-            "clients": {"type": "list", "elements": "str", "default": ["lab-client"]},
+            "clients": {"type": "list", "elements": "str", "default": [LAB_CLIENT]},
             "validity_days": {"type": "int", "default": 30},
             "state": {"type": "str", "choices": ["present", "absent"], "default": "present"},
         },
@@ -116,7 +117,9 @@ def run_module() -> None:
         made = ensure(p["path"], p["members"], p["clients"], p["validity_days"], module.check_mode)
     except OSError as exc:
         module.fail_json(msg=f"cannot write the PKI under {p['path']}: {exc.strerror} ({exc.filename})")
-    module.exit_json(changed=bool(made), made=made, **paths(p["path"], p["members"], p["clients"]))
+    module.exit_json(
+        changed=bool(made), made=made, **paths(p["path"], [m["name"] for m in p["members"]], p["clients"])
+    )
 
 
 def main() -> None:

@@ -173,11 +173,19 @@ plan:
     forced: {description: Name of the member forced into a cluster of its own., type: str, sample: etcd-2}
     tls:
       description:
-        - Present only with O(tls). C(enabled), C(dir) (the PKI), C(ca_file), and the client certificate
-          C(cert_file) and key C(key_file) of the writers, the modules and C(./lab exec); each member's own
-          certificates are C(<dir>/<member>/server.crt|key) and C(peer.crt|key).
+        - Present only with O(tls). C(enabled), C(dir) (the PKI), C(ca_file), the client certificate
+          C(cert_file) and key C(key_file) of the writers, the modules and C(./lab exec), and C(members), each
+          member's own C(server_cert), C(server_key), C(peer_cert) and C(peer_key) by name
+          (C(<dir>/<member>/server.crt) and so on, module_utils/lab_pki_layout.py, where lab_pki writes them).
+        - A layout loaded with O(load) gets these paths from that layout too, whatever the file holds.
       type: dict
-      sample: {enabled: true, dir: /root/lab/.lab/pki, ca_file: /root/lab/.lab/pki/ca.crt}
+      sample:
+        enabled: true
+        dir: /root/lab/.lab/pki
+        ca_file: /root/lab/.lab/pki/ca.crt
+        cert_file: /root/lab/.lab/pki/clients/lab-client.crt
+        key_file: /root/lab/.lab/pki/clients/lab-client.key
+        members: {etcd-0: {server_cert: /root/lab/.lab/pki/etcd-0/server.crt}}
     members:
       description: One entry per member.
       type: list
@@ -211,6 +219,7 @@ from pathlib import Path
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.lab_files import write_if_changed
+from ansible.module_utils.lab_pki_layout import layout_tls
 
 MIN_MEMBERS = 3
 MAX_MEMBERS = 7
@@ -420,6 +429,10 @@ def check_layout(plan: object, path: str) -> dict:
         lacking = [key for key in keys if key not in entry]
         if lacking:
             raise PlanError(f"{path} is not a lab layout (a member has no {', '.join(lacking)}): {hint}")
+    tls = plan.get("tls")
+    if isinstance(tls, dict) and tls.get("dir"):
+        # Every file's path from the PKI's one layout, also for a lab.json saved before it listed them all.
+        plan["tls"] = {**tls, **layout_tls(tls["dir"], [m["name"] for m in members])}
     return plan
 
 
@@ -505,13 +518,7 @@ def use_tls(plan: dict, tls_dir: str) -> None:
         entry["client_url"] = entry["client_url"].replace("http://", "https://", 1)
         entry["peer_url"] = entry["peer_url"].replace("http://", "https://", 1)
     plan["initial_cluster"] = ",".join(f"{e['name']}={e['peer_url']}" for e in plan["members"])
-    plan["tls"] = {
-        "enabled": True,
-        "dir": tls_dir,
-        "ca_file": os.path.join(tls_dir, "ca.crt"),
-        "cert_file": os.path.join(tls_dir, "clients", "lab-client.crt"),
-        "key_file": os.path.join(tls_dir, "clients", "lab-client.key"),
-    }
+    plan["tls"] = layout_tls(tls_dir, [e["name"] for e in plan["members"]])
 
 
 def use_kind_urls(entries: list[dict], kind: dict) -> None:

@@ -7,6 +7,8 @@ import datetime as dt
 import ipaddress
 import os
 
+from ansible.module_utils.lab_pki_layout import CA_CERT, CA_KEY, MEMBER_KINDS, client_file, member_file
+
 try:
     from cryptography import x509
     from cryptography.exceptions import InvalidSignature
@@ -199,12 +201,12 @@ def wanted_leaves(members: list[dict], clients: list[str]) -> list[dict]:
     """Every leaf certificate: relative cert/key paths, common name, SANs, usages, organization."""
     leaves = []
     for member in members:
-        for kind in ("server", "peer"):
+        for kind in MEMBER_KINDS:
             dns, ips = sans_for(member, kind)
             leaves.append(
                 {
-                    "cert": f"{member['name']}/{kind}.crt",
-                    "key": f"{member['name']}/{kind}.key",
+                    "cert": member_file(member["name"], kind, "crt"),
+                    "key": member_file(member["name"], kind, "key"),
                     "cn": member["name"],
                     "dns": dns,
                     "ips": ips,
@@ -215,8 +217,8 @@ def wanted_leaves(members: list[dict], clients: list[str]) -> list[dict]:
     for client in clients:
         leaves.append(
             {
-                "cert": f"clients/{client}.crt",
-                "key": f"clients/{client}.key",
+                "cert": client_file(client, "crt"),
+                "key": client_file(client, "key"),
                 "cn": client,
                 "dns": set(),
                 "ips": set(),
@@ -230,7 +232,7 @@ def wanted_leaves(members: list[dict], clients: list[str]) -> list[dict]:
 def ensure(path: str, members: list[dict], clients: list[str], days: int, check: bool) -> list[str]:
     """Make what is missing or wrong; the relative paths of the certificates made."""
     made = []
-    ca_cert_path, ca_key_path = os.path.join(path, "ca.crt"), os.path.join(path, "ca.key")
+    ca_cert_path, ca_key_path = os.path.join(path, CA_CERT), os.path.join(path, CA_KEY)
     pair = load_pair(ca_cert_path, ca_key_path)
     ca_ok = (
         pair is not None
@@ -240,7 +242,7 @@ def ensure(path: str, members: list[dict], clients: list[str], days: int, check:
     if ca_ok:
         ca_cert, ca_key = pair
     else:
-        made.append("ca.crt")
+        made.append(CA_CERT)
         ca_cert, ca_key = make_ca(days)
         if not check:
             os.makedirs(path, mode=0o755, exist_ok=True)
@@ -261,27 +263,6 @@ def ensure(path: str, members: list[dict], clients: list[str], days: int, check:
         write_private(key_path, key_pem(key))
         write_public(cert_path, pem(cert))
     return made
-
-
-def paths(path: str, members: list[dict], clients: list[str]) -> dict:
-    return {
-        "ca_file": os.path.join(path, "ca.crt"),
-        "members": {
-            m["name"]: {
-                f"{kind}_{part}": os.path.join(path, m["name"], f"{kind}.{ext}")
-                for kind in ("server", "peer")
-                for part, ext in (("cert", "crt"), ("key", "key"))
-            }
-            for m in members
-        },
-        "clients": {
-            c: {
-                "cert": os.path.join(path, "clients", f"{c}.crt"),
-                "key": os.path.join(path, "clients", f"{c}.key"),
-            }
-            for c in clients
-        },
-    }
 
 
 def check_members(members: list) -> str | None:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import lab_pki
 import pytest
+from ansible.module_utils import lab_pki_layout
 from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
@@ -73,6 +74,18 @@ def test_layout_usages_names_and_modes(tmp_path):
         assert stat.S_IMODE(key.stat().st_mode) == 0o600, key
     for cert in tmp_path.rglob("*.crt"):
         assert stat.S_IMODE(cert.stat().st_mode) == 0o644, cert
+
+
+def test_the_files_made_are_the_ones_the_layout_names(tmp_path):
+    """lab_plan records the paths of module_utils/lab_pki_layout.py in lab.json; the etcd role, the playbooks
+    and the kind Secrets read them from there. The CA's key is the one file the layout does not hand out."""
+    make(tmp_path)
+    tls = lab_pki_layout.layout_tls(str(tmp_path), [m["name"] for m in MEMBERS])
+    named = {tls["ca_file"], tls["cert_file"], tls["key_file"]}
+    named |= {path for files in tls["members"].values() for path in files.values()}
+    made = {str(f) for f in tmp_path.rglob("*") if f.is_file()}
+    assert made - named == {str(tmp_path / "ca.key")}
+    assert named <= made
 
 
 def test_mutual_tls_handshakes(tmp_path):

@@ -354,8 +354,25 @@ def test_tls_gives_https_urls_and_the_pki_paths():
         "ca_file": "/s/.lab/pki/ca.crt",
         "cert_file": "/s/.lab/pki/clients/lab-client.crt",
         "key_file": "/s/.lab/pki/clients/lab-client.key",
+        "members": {
+            f"etcd-{i}": {
+                "server_cert": f"/s/.lab/pki/etcd-{i}/server.crt",
+                "server_key": f"/s/.lab/pki/etcd-{i}/server.key",
+                "peer_cert": f"/s/.lab/pki/etcd-{i}/peer.crt",
+                "peer_key": f"/s/.lab/pki/etcd-{i}/peer.key",
+            }
+            for i in range(3)
+        },
     }
     assert "tls" not in build_plan(**BASE)
+
+
+def test_a_layout_saved_before_it_named_the_members_files_gets_them_on_load(tmp_path):
+    plan = build_plan(**BASE, tls_dir="/s/.lab/pki")
+    old = {**plan, "tls": {k: v for k, v in plan["tls"].items() if k != "members"}}
+    path = tmp_path / "lab.json"
+    path.write_text(json.dumps(old))
+    assert load_plan(str(path))["tls"] == plan["tls"]
 
 
 def test_tls_on_kind_gives_https_on_the_mapped_ports_and_the_pod_names():
