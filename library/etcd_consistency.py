@@ -126,7 +126,10 @@ ledger:
   description:
     - Ledger audit counts, C(entries), C(present), C(superseded), C(quarantined), C(listed), C(deleted)
       (deletes in effect), C(expired) (puts whose lease is gone), C(maybe_deleted), C(missing),
-      C(after_read) (acknowledged after the cluster was read, by writers still running; not judged), and
+      C(after_read) (acknowledged after the cluster was read, by writers still running; not judged),
+      C(failed_but_applied) (puts no client saw succeed - every attempt is in the writers'
+      C(<ledger>.failures) files, none in a ledger - whose value the cluster holds all the same, under the
+      key, in quarantine or in the report; not a fault, a lower bound), and
       C(missing_items) (up to 20 operations that are neither in effect, superseded nor in the report; the
       first five carry C(trace), what the cluster's history says of each - C(at_revision), the key's value
       and mod revision at the operation's revision or null, and C(later_events), the key's events after it
@@ -329,20 +332,43 @@ def load_ledger(ledger_dir):
     return entries
 
 
-def failed_deletes(ledger_dir):
-    """{key: [times]} of the deletes that failed (the writers' <ledger>.failures files). A request that timed
-    out may still have been applied, so a key can be gone without an acknowledged delete."""
-    out = {}
+def load_failures(ledger_dir):
+    """The operations whose clients saw them fail (the writers' <ledger>.failures files). A request that
+    timed out may still have been applied."""
+    out = []
     for path in sorted(glob.glob(os.path.join(ledger_dir, "*.jsonl.failures"))):
         with open(path, encoding="utf-8") as f:
             for line in f:
                 try:
-                    entry = json.loads(line)
+                    out.append(json.loads(line))
                 except ValueError:
                     continue  # a torn last line of a writer that was killed
-                if entry.get("op") == "delete":
-                    out.setdefault(entry["key"], []).append(entry["time"])
     return out
+
+
+def failed_deletes(failures):
+    """{key: [times]} of the deletes that failed: a key can be gone without an acknowledged delete."""
+    out = {}
+    for entry in failures:
+        if entry.get("op") == "delete":
+            out.setdefault(entry["key"], []).append(entry["time"])
+    return out
+
+
+def failed_puts_applied(failures, entries, cluster, quarantined_values, listed):
+    """How many puts no client saw succeed (each attempt failed, none is in a ledger) have their value in the
+    cluster all the same (under the key, in quarantine, or in the conflict report): a request that timed out
+    is not one that failed. A lower bound: one that took effect and was overwritten since leaves no trace."""
+    acknowledged = {(e["key"], e["value"]) for e in entries if e["op"] == "put"}
+    applied = set()
+    for entry in failures:
+        key, value = entry.get("key"), entry.get("value")
+        if entry.get("op") != "put" or key is None or value is None or (key, value) in acknowledged:
+            continue
+        now = cluster.get(key)
+        if (now and now[0] == value) or value in quarantined_values.get(key, ()) or (key, value) in listed:
+            applied.add((key, value))
+    return len(applied)
 
 
 def report_listings(report_path):
@@ -406,10 +432,8 @@ def audit(params, endpoint, endpoint_names=None, following=None):
         return held[(e["key"], e["revision"])]
 
     def judged(entries):
-        unknown_deletes = failed_deletes(params["ledger_dir"])
-        return judge(
-            params, entries, unknown_deletes, cluster, leases, endpoint_names, following, held_at=held_at
-        )
+        failures = load_failures(params["ledger_dir"])
+        return judge(params, entries, failures, cluster, leases, endpoint_names, following, held_at=held_at)
 
     result = judged(entries)
     if result[1]["missing"] and getattr(cluster, "revision", None):
@@ -499,12 +523,12 @@ def trace_words(item):
     return words
 
 
-def judge(
-    params, entries, unknown_deletes, cluster, leases, endpoint_names=None, following=None, held_at=None
-):
-    """The ledger audit proper, against one read of the cluster. following: {client URL: member id} of the
-    members that follow the cluster's leader (from the probes). held_at(entry): whether the cluster's
-    history holds a put at its revision (None: nothing is asked)."""
+def judge(params, entries, failures, cluster, leases, endpoint_names=None, following=None, held_at=None):
+    """The ledger audit proper, against one read of the cluster. failures: the operations whose clients saw
+    them fail (load_failures). following: {client URL: member id} of the members that follow the cluster's
+    leader (from the probes). held_at(entry): whether the cluster's history holds a put at its revision
+    (None: nothing is asked)."""
+    unknown_deletes = failed_deletes(failures)
     read_revision = getattr(cluster, "revision", None)
     read_at = getattr(cluster, "read_at", None)
     qprefix = params["quarantine_prefix"].rstrip("/") + "/"
@@ -581,6 +605,7 @@ def judge(
         "maybe_deleted": 0,
         "missing": 0,
         "after_read": 0,
+        "failed_but_applied": failed_puts_applied(failures, entries, cluster, quarantined_values, listed),
     }
     missing = []
     for e in entries:
@@ -648,6 +673,12 @@ def judge(
             f"; {counts['after_read']} acknowledged after the cluster was read at revision {read_revision}, "
             "not judged"
             if counts["after_read"]
+            else ""
+        )
+        + (
+            f"; {counts['failed_but_applied']} of the puts that clients saw fail were applied all the same "
+            "(a request that timed out may still land)"
+            if counts["failed_but_applied"]
             else ""
         )
     )
