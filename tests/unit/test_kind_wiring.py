@@ -123,6 +123,39 @@ def test_a_role_names_the_platform_once_and_keeps_its_kind_differences_in_kind_y
     assert inline == []
 
 
+# The only tasks outside a role's dispatch that test the platform: refusals and a local-only read, each named.
+INLINE_PLATFORM_TASKS = {
+    (
+        "recover",
+        "conflicts.yml",
+        "Conflicts | Compare each of them with the authoritative side, through a private copy on loopback",
+    ),
+    (
+        "recover",
+        "refuse.yml",
+        "Refuse | Kind | Stop, the restore of a new cluster is built for the local platform only",
+    ),
+    (
+        "safeguards",
+        "check.yml",
+        "Check | Refuse the kind platform (its safeguards are manifests, see docs/kind.md)",
+    ),
+}
+
+
+def test_the_platform_is_tested_inline_only_by_the_named_refusals():
+    """Every other task that depends on the platform is in a file that a dispatch on lab_plan.platform
+    includes: the tasks that test it in a condition, anywhere in roles/, are exactly INLINE_PLATFORM_TASKS."""
+    found = set()
+    for path in sorted((ROOT / "roles").glob("*/tasks/*.yml")):
+        for task in _tasks(path):
+            check = task.get("ansible.builtin.assert") or {}
+            conditions = str(task.get("when", "")) + str(check.get("that", ""))
+            if PLATFORM_TEST in conditions:
+                found.add((path.parent.parent.name, path.name, task.get("name")))
+    assert found == INLINE_PLATFORM_TASKS
+
+
 def _tasks(path: Path):
     """Every task of a task file, blocks flattened."""
     stack = list(yaml.safe_load(path.read_text()) or [])
