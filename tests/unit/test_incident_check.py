@@ -138,6 +138,31 @@ def test_fork_delete_reported_under_deleted_on_fork_passes():
     assert verdict(ops=[*OPS, FDEL], report=report).ok
 
 
+def test_a_fork_delete_undone_by_a_put_that_failed_and_landed_late_is_accounted_for(tmp_path):
+    """Seen in a fresh-clone run (heal_first, 3.5.1): the fork's writer put /w/etcd-2/21 while cut off (it
+    timed out), put it again on the fork and deleted it there; the first request, forwarded before the cut,
+    reached the leader after the heal and after the recovery compared the sides, so the cluster holds the
+    value and the report has no fork delete to list. Only the writer's logged failed put explains it."""
+    put = op("/w/etcd-2/21", "etcd-2#21", 61, "t06", FORK, "etcd-2")
+    gone = op("/w/etcd-2/21", None, 65, "t07", FORK, "etcd-2", op="delete", deleted=1)
+    ops = [*OPS, put, gone]
+    final = FINAL | {"/w/etcd-2/21": ("etcd-2#21", 520)}
+    history = HISTORY | {("/w/etcd-2/21", 61): None, ("/w/etcd-2/21", 65): None}
+    without = ic.classify(ops, final, history, ic.Report.from_json(REPORT))
+    assert any("fork deleted a key the cluster still holds" in f for f in without.failures), without.failures
+    failure = {"op": "put", "key": "/w/etcd-2/21", "value": "etcd-2#21", "time": "t03", "error": "timed out"}
+    (tmp_path / "etcd-2.jsonl.failures").write_text(json.dumps(failure) + "\n" + '{"op": "pu')  # torn line
+    failed_puts = ic.load_failed_puts(tmp_path)
+    assert failed_puts == {"/w/etcd-2/21": {"etcd-2#21"}}
+    late = ic.classify(ops, final, history, ic.Report.from_json(REPORT), None, failed_puts)
+    assert late.ok, late.failures
+    assert late.outcomes["maybe_put"] == 1
+    # Another value in the key is no such case.
+    other = ic.classify(ops, final | {"/w/etcd-2/21": ("etcd-0#99", 520)}, history,
+                        ic.Report.from_json(REPORT), None, failed_puts)  # fmt: skip
+    assert not other.ok
+
+
 def test_authoritative_delete_and_a_put_it_supersedes():
     d = op("/w/etcd-0/1", None, 20, "t10", op="delete", deleted=1)
     final = {k: v for k, v in FINAL.items() if k != "/w/etcd-0/1"}
