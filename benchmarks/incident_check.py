@@ -110,33 +110,34 @@ class Verdict:
         return not self.failures
 
 
-def load_failed_deletes(ledger_dir: Path) -> dict[str, list[str]]:
-    """{key: [times]} of the writers' failed deletes (<ledger>.failures): a request that timed out may still
-    have been applied, so a key can be gone without an acknowledged delete."""
-    out: dict[str, list[str]] = defaultdict(list)
+def load_failures(ledger_dir: Path) -> list[dict]:
+    """The writers' failed attempts (<ledger>.failures): a request that timed out may still have been applied,
+    even late, after the partition heals (benchmarks/late_requests.py)."""
+    out = []
     for path in sorted(ledger_dir.glob("*.jsonl.failures")):
         for line in path.read_text(encoding="utf-8").splitlines():
             try:
-                entry = json.loads(line)
+                out.append(json.loads(line))
             except ValueError:
                 continue  # the torn last line of a writer that was killed
-            if entry.get("op") == "delete":
-                out[entry["key"]].append(entry["time"])
     return out
 
 
-def load_failed_puts(ledger_dir: Path) -> dict[str, set[str]]:
-    """{key: {values}} of the writers' failed puts (<ledger>.failures): a put that timed out may land later,
-    after the partition heals (benchmarks/late_requests.py), over what a fork did to the key since."""
+def failed_delete_times(failures: list[dict]) -> dict[str, list[str]]:
+    """{key: [times]} of the failed deletes: a key can be gone without an acknowledged delete."""
+    out: dict[str, list[str]] = defaultdict(list)
+    for entry in failures:
+        if entry.get("op") == "delete":
+            out[entry["key"]].append(entry["time"])
+    return out
+
+
+def failed_put_values(failures: list[dict]) -> dict[str, set[str]]:
+    """{key: {values}} of the failed puts: one may land over what a fork did to the key since."""
     out: dict[str, set[str]] = defaultdict(set)
-    for path in sorted(ledger_dir.glob("*.jsonl.failures")):
-        for line in path.read_text(encoding="utf-8").splitlines():
-            try:
-                entry = json.loads(line)
-            except ValueError:
-                continue  # the torn last line of a writer that was killed
-            if entry.get("op") == "put" and entry.get("value") is not None:
-                out[entry["key"]].add(entry["value"])
+    for entry in failures:
+        if entry.get("op") == "put" and entry.get("value") is not None:
+            out[entry["key"]].add(entry["value"])
     return out
 
 
@@ -582,9 +583,9 @@ def check(state_dir: Path, expect_moved: Iterable[str] = (), expect_moved_in: It
                 history[(op.key, op.revision)] = None
                 if exc.code != 400:
                     raise
-        ledger_dir = state_dir / "ledger"
+        attempts = load_failures(state_dir / "ledger")
         verdict = classify(
-            ops, final, history, report, load_failed_deletes(ledger_dir), load_failed_puts(ledger_dir)
+            ops, final, history, report, failed_delete_times(attempts), failed_put_values(attempts)
         )
         failures += verdict.failures
         result.update(outcomes=dict(verdict.outcomes), lost=verdict.lost, operations=len(ops))

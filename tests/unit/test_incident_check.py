@@ -152,7 +152,7 @@ def test_a_fork_delete_undone_by_a_put_that_failed_and_landed_late_is_accounted_
     assert any("fork deleted a key the cluster still holds" in f for f in without.failures), without.failures
     failure = {"op": "put", "key": "/w/etcd-2/21", "value": "etcd-2#21", "time": "t03", "error": "timed out"}
     (tmp_path / "etcd-2.jsonl.failures").write_text(json.dumps(failure) + "\n" + '{"op": "pu')  # torn line
-    failed_puts = ic.load_failed_puts(tmp_path)
+    failed_puts = ic.failed_put_values(ic.load_failures(tmp_path))
     assert failed_puts == {"/w/etcd-2/21": {"etcd-2#21"}}
     late = ic.classify(ops, final, history, ic.Report.from_json(REPORT), None, failed_puts)
     assert late.ok, late.failures
